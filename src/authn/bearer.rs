@@ -1,0 +1,71 @@
+//! Extraction of a bearer token from the `Authorization` header (RFC 6750
+//! section 2.1). Tokens in the query string or a form body are never read.
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+/// Why no usable bearer token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header at all.
+    Missing,
+    /// More than one `Authorization` header, a scheme other than Bearer, or
+    /// a value that is not a single token68.
+    Malformed,
+}
+
+/// Returns the token of the request's single `Authorization: Bearer`
+/// header.
+pub fn extract(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(BearerError::Missing)?;
+    if values.next().is_some() {
+        return Err(BearerError::Malformed);
+    }
+    let text = value.to_str().map_err(|_| BearerError::Malformed)?;
+    let (scheme, token) = text.split_once(' ').ok_or(BearerError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || !is_token68(token) {
+        return Err(BearerError::Malformed);
+    }
+    Ok(token)
+}
+
+/// token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_extraction_cases() {
+        let cases: &[(&str, &[&str], Result<&str, BearerError>)] = &[
+            ("plain bearer token", &["Bearer abc.def.ghi"], Ok("abc.def.ghi")),
+            ("scheme is case-insensitive", &["bearer abc"], Ok("abc")),
+            ("no header", &[], Err(BearerError::Missing)),
+            ("basic scheme", &["Basic dXNlcjpwYXNz"], Err(BearerError::Malformed)),
+            ("two spaces", &["Bearer  abc"], Err(BearerError::Malformed)),
+            ("empty token", &["Bearer "], Err(BearerError::Malformed)),
+            ("token with space", &["Bearer abc def"], Err(BearerError::Malformed)),
+            ("no token", &["Bearer"], Err(BearerError::Malformed)),
+            ("two headers", &["Bearer a", "Bearer b"], Err(BearerError::Malformed)),
+            ("comma inside", &["Bearer a,b"], Err(BearerError::Malformed)),
+        ];
+        for (description, values, expected) in cases {
+            assert_eq!(extract(&headers(values)), *expected, "{description}");
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Configuration of authentication: the trusted issuers and how their
+//! keys are found, and the verified-token cache.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::authn::jwk::Algorithm;
+use crate::config::reader::{found, MapReader};
+use crate::config::resolve_path;
+
+#[derive(Debug)]
+pub struct AuthnConfig {
+    pub issuers: Vec<Arc<IssuerConfig>>,
+    /// Tokens longer than this are rejected before any parsing. Default 8 KiB.
+    pub max_token_bytes: usize,
+    pub token_cache: TokenCacheConfig,
+}
+
+/// The verified-token cache: tokens already verified are not verified
+/// again until they expire. Entries are keyed by a SHA-256 of the token.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCacheConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// Default 100 000 entries.
+    pub max_entries: usize,
+    /// An entry lives at most this long, and never beyond the token's `exp`.
+    /// Default 5m.
+    pub max_ttl: Duration,
+}
+
+/// One trusted token issuer (an OIDC provider, or a local key set).
+#[derive(Debug)]
+pub struct IssuerConfig {
+    /// The exact `iss` value of its tokens.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must carry at least one.
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    /// Algorithms accepted from this issuer. Default: every asymmetric
+    /// algorithm its keys allow.
+    pub algorithms: Option<Vec<Algorithm>>,
+    /// Accepted `typ` header values, such as `at+jwt` (RFC 9068). Default:
+    /// any.
+    pub token_types: Option<Vec<String>>,
+    /// Tolerance for `exp`, `nbf` and `iat`. Default 30s.
+    pub clock_skew: Duration,
+    pub jwks: JwksCacheConfig,
+    /// Dotted path of a claim holding roles, such as `realm_access.roles`.
+    pub roles_claim: Option<String>,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// OIDC discovery at `<issuer>/.well-known/openid-configuration`.
+    Discovery,
+    JwksUrl(Uri),
+    JwksFile(PathBuf),
+    /// A JWKS written into the configuration.
+    Inline(String),
+    /// A shared HMAC secret, only with an explicit HS algorithm.
+    Secret { secret: Secret, algorithm: Algorithm },
+}
+
+/// JWKS cache bounds for one issuer.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksCacheConfig {
+    /// The provider's `Cache-Control: max-age` is clamped to at least this.
+    /// Default 5m.
+    pub min_ttl: Duration,
+    /// ... and at most this. Default 24h.
+    pub max_ttl: Duration,
+    /// A token with an unknown `kid` triggers at most one refetch per this
+    /// interval. Default 30s.
+    pub refetch_cooldown: Duration,
+    /// When the provider is unreachable, the last good keys stay in use
+    /// this long after they expire; then the issuer fails closed. Default 1h.
+    pub max_stale: Duration,
+    /// Timeout of one discovery or JWKS request. Default 5s.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for JwksCacheConfig {
+    fn default() -> Self {
+        JwksCacheConfig {
+            min_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(24 * 3600),
+            refetch_cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Secret bytes that never appear in `Debug` or `Display` output.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+pub fn read(top: &MapReader, base_dir: &Path) -> Option<AuthnConfig> {
+    let mut config = AuthnConfig {
+        issuers: Vec::new(),
+        max_token_bytes: 8 * 1024,
+        token_cache: TokenCacheConfig { enabled: true, max_entries: 100_000, max_ttl: Duration::from_secs(300) },
+    };
+    let Some(map) = top.map("authentication") else {
+        return top.get("authentication").is_none().then_some(config);
+    };
+    let mut ok = true;
+    config.max_token_bytes = map.byte_size("max_token_bytes", 256, 1 << 20).map_or(config.max_token_bytes, |v| v as usize);
+    if let Some(cache) = map.map("token_cache") {
+        let c = &mut config.token_cache;
+        c.enabled = cache.bool("enabled").unwrap_or(c.enabled);
+        c.max_entries = cache.integer("max_entries", 1, 100_000_000).map_or(c.max_entries, |v| v as usize);
+        c.max_ttl = cache.duration("max_ttl", Duration::from_secs(1), Duration::from_secs(24 * 3600)).unwrap_or(c.max_ttl);
+        cache.finish();
+    }
+    if let Some(items) = map.list("issuers") {
+        for (path, node) in items {
+            let Some(issuer_map) = MapReader::open(node, &path, map.problems) else {
+                ok = false;
+                continue;
+            };
+            match read_issuer(&issuer_map, base_dir) {
+                Some(issuer) => {
+                    if config.issuers.iter().any(|i| i.issuer == issuer.issuer) {
+                        let message = format!("issuer {:?} is configured twice", issuer.issuer);
+                        map.problems.at(node, &issuer_map.child_path("issuer"), message);
+                        ok = false;
+                    }
+                    config.issuers.push(Arc::new(issuer));
+                }
+                None => ok = false,
+            }
+            issuer_map.finish();
+        }
+    }
+    map.finish();
+    ok.then_some(config)
+}
+
+const KEY_SOURCES: [&str; 5] = ["discovery", "jwks_url", "jwks_file", "jwks", "secret"];
+
+fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
+    let issuer = map.required_string("issuer", "the exact iss value of the issuer's tokens");
+    let audiences = map.strings("audiences");
+    if map.get("audiences").is_none() {
+        map.missing("audiences", "the aud values this gateway accepts, such as [users-api]");
+    }
+    let keys = read_key_source(map, base_dir);
+    let algorithms = read_algorithms(map);
+    let token_types = map.strings("token_types");
+    let skew = map.duration("clock_skew", Duration::ZERO, Duration::from_secs(600));
+    let jwks = read_jwks_cache(map);
+    let roles_claim = map.string("roles_claim");
+    let failed = (skew.is_none() && map.get("clock_skew").is_some())
+        || (token_types.is_none() && map.get("token_types").is_some());
+
+    let issuer = issuer?;
+    let audiences = audiences?;
+    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+        map.problems.at(map.get("audiences").unwrap(), &map.child_path("audiences"), "expected at least one non-empty audience");
+        return None;
+    }
+    let keys = keys?;
+    let algorithms = algorithms?;
+    if let (KeySource::Secret { algorithm, .. }, Some(list)) = (&keys, &algorithms) {
+        if list.iter().any(|a| a != algorithm) {
+            map.problems.at(map.node, &map.child_path("algorithms"), "an issuer with a secret accepts only the secret's algorithm");
+            return None;
+        }
+    }
+    if failed {
+        return None;
+    }
+    Some(IssuerConfig {
+        issuer,
+        audiences,
+        keys,
+        algorithms,
+        token_types,
+        clock_skew: skew.unwrap_or(Duration::from_secs(30)),
+        jwks: jwks?,
+        roles_claim,
+    })
+}
+
+fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
+    let given: Vec<&str> = KEY_SOURCES.iter().copied().filter(|key| map.get(key).is_some()).collect();
+    // `algorithm` belongs to `secret`; reading it here marks it known.
+    let algorithm_node = map.get("algorithm");
+    if given.len() != 1 {
+        let message = format!(
+            "expected exactly one key source of {}, found {}",
+            KEY_SOURCES.join(", "),
+            if given.is_empty() { "none".to_string() } else { given.join(" and ") }
+        );
+        map.problems.at(map.node, &map.path, message);
+        return None;
+    }
+    if algorithm_node.is_some() && given[0] != "secret" {
+        map.problems.at(algorithm_node.unwrap(), &map.child_path("algorithm"), "algorithm is only used with secret; use algorithms to restrict a JWKS");
+        return None;
+    }
+    match given[0] {
+        "discovery" => match map.bool("discovery")? {
+            true => Some(KeySource::Discovery),
+            false => {
+                map.problems.at(map.get("discovery").unwrap(), &map.child_path("discovery"), "discovery: false gives no keys; use jwks_url, jwks_file, jwks or secret instead");
+                None
+            }
+        },
+        "jwks_url" => {
+            let text = map.string("jwks_url")?;
+            let uri = text.parse::<Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            if uri.is_none() {
+                let node = map.get("jwks_url").unwrap();
+                map.problems.at(node, &map.child_path("jwks_url"), format!("expected an http:// or https:// URL, found {}", found(node)));
+            }
+            uri.map(KeySource::JwksUrl)
+        }
+        "jwks_file" => {
+            let path = resolve_path(base_dir, &map.string("jwks_file")?);
+            match std::fs::read(&path) {
+                Ok(bytes) => match crate::authn::jwk::KeySet::from_jwks_json(&bytes) {
+                    Ok((set, _)) if !set.is_empty() => Some(KeySource::JwksFile(path)),
+                    Ok(_) => {
+                        map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("{} holds no usable verification key", path.display()));
+                        None
+                    }
+                    Err(error) => {
+                        map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("{} is not a valid JWKS: {error}", path.display()));
+                        None
+                    }
+                },
+                Err(error) => {
+                    map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("cannot read {}: {error}", path.display()));
+                    None
+                }
+            }
+        }
+        "jwks" => read_inline_jwks(map),
+        _ => read_secret_source(map, base_dir),
+    }
+}
+
+fn read_inline_jwks(map: &MapReader) -> Option<KeySource> {
+    let node = map.get("jwks").unwrap();
+    let json = yaml_to_json(node);
+    let text = json.to_string();
+    match crate::authn::jwk::KeySet::from_jwks_json(text.as_bytes()) {
+        Ok((set, _)) if !set.is_empty() => Some(KeySource::Inline(text)),
+        Ok(_) => {
+            map.problems.at(node, &map.child_path("jwks"), "the JWKS holds no usable verification key");
+            None
+        }
+        Err(error) => {
+            map.problems.at(node, &map.child_path("jwks"), format!("not a valid JWKS: {error}"));
+            None
+        }
+    }
+}
+
+fn read_secret_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
+    let algorithm = match map.choice("algorithm", &["HS256", "HS384", "HS512"]) {
+        Some(name) => Algorithm::from_name(name),
+        None => {
+            if map.get("algorithm").is_none() {
+                map.missing("algorithm", "HS256, HS384 or HS512 (required with secret)");
+            }
+            None
+        }
+    };
+    let secret = read_secret(map, "secret", base_dir)?;
+    let algorithm = algorithm?;
+    if let Err(error) = crate::authn::jwk::VerifyingKey::hmac(secret.expose(), algorithm, None) {
+        map.problems.at(map.get("secret").unwrap(), &map.child_path("secret"), format!("unusable secret: {error}"));
+        return None;
+    }
+    Some(KeySource::Secret { secret, algorithm })
+}
+
+/// Reads a secret given as `{ env: NAME }` or `{ file: PATH }`. Messages
+/// never include the secret's value.
+pub fn read_secret(map: &MapReader, key: &'static str, base_dir: &Path) -> Option<Secret> {
+    let node = map.get(key)?;
+    let path = map.child_path(key);
+    let Some(source) = MapReader::open(node, &path, map.problems) else {
+        return None;
+    };
+    let env = source.string("env");
+    let file = source.string("file");
+    source.finish();
+    let bytes = match (env, file) {
+        (Some(name), None) => match std::env::var(&name) {
+            Ok(value) if !value.is_empty() => value.into_bytes(),
+            _ => {
+                map.problems.at(node, &path, format!("environment variable {name} is not set or empty"));
+                return None;
+            }
+        },
+        (None, Some(file)) => match std::fs::read(resolve_path(base_dir, &file)) {
+            Ok(bytes) if !bytes.is_empty() => {
+                let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                trimmed.to_vec()
+            }
+            Ok(_) => {
+                map.problems.at(node, &path, format!("secret file {file} is empty"));
+                return None;
+            }
+            Err(error) => {
+                map.problems.at(node, &path, format!("cannot read secret file {file}: {error}"));
+                return None;
+            }
+        },
+        _ => {
+            map.problems.at(node, &path, "expected exactly one of { env: NAME } or { file: PATH }; secrets are not written inline");
+            return None;
+        }
+    };
+    Some(Secret(bytes))
+}
+
+fn read_algorithms(map: &MapReader) -> Option<Option<Vec<Algorithm>>> {
+    let Some(node) = map.get("algorithms") else { return Some(None) };
+    let names = map.strings("algorithms")?;
+    let mut list = Vec::new();
+    for name in names {
+        match Algorithm::from_name(&name) {
+            Some(algorithm) => list.push(algorithm),
+            None => {
+                let message = format!("unsupported algorithm {name:?}; expected RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384 or HS512");
+                map.problems.at(node, &map.child_path("algorithms"), message);
+                return None;
+            }
+        }
+    }
+    if list.is_empty() {
+        map.problems.at(node, &map.child_path("algorithms"), "expected at least one algorithm");
+        return None;
+    }
+    Some(Some(list))
+}
+
+fn read_jwks_cache(map: &MapReader) -> Option<JwksCacheConfig> {
+    let mut config = JwksCacheConfig::default();
+    let Some(cache) = map.map("jwks_cache") else {
+        return map.get("jwks_cache").is_none().then_some(config);
+    };
+    let (min, max) = (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
+    config.min_ttl = cache.duration("min_ttl", min, max).unwrap_or(config.min_ttl);
+    config.max_ttl = cache.duration("max_ttl", min, max).unwrap_or(config.max_ttl);
+    config.refetch_cooldown = cache.duration("refetch_cooldown", Duration::ZERO, max).unwrap_or(config.refetch_cooldown);
+    config.max_stale = cache.duration("max_stale", Duration::ZERO, max).unwrap_or(config.max_stale);
+    config.fetch_timeout = cache.duration("fetch_timeout", Duration::from_millis(100), Duration::from_secs(60)).unwrap_or(config.fetch_timeout);
+    if config.min_ttl > config.max_ttl {
+        cache.problems.at(cache.node, &cache.child_path("min_ttl"), "min_ttl must not exceed max_ttl");
+        cache.finish();
+        return None;
+    }
+    cache.finish();
+    Some(config)
+}
+
+/// Converts a YAML node to JSON, keeping quoted scalars as strings and
+/// reading plain scalars as numbers or booleans where they look like one.
+pub fn yaml_to_json(node: &crate::config::yaml::Node) -> serde_json::Value {
+    use crate::config::yaml::Value;
+    match &node.value {
+        Value::Scalar { text, quoted: true } => serde_json::Value::String(text.clone()),
+        Value::Scalar { .. } if node.is_null() => serde_json::Value::Null,
+        Value::Scalar { text, .. } => match text.as_str() {
+            "true" => true.into(),
+            "false" => false.into(),
+            _ => text.parse::<i64>().map(Into::into).unwrap_or_else(|_| text.clone().into()),
+        },
+        Value::Sequence(items) => items.iter().map(yaml_to_json).collect(),
+        Value::Mapping(entries) => entries
+            .iter()
+            .map(|(k, v)| (crate::config::reader::scalar_text(k).unwrap_or_default().to_string(), yaml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}

@@ -1,0 +1,228 @@
+//! Authentication: turns the credential a request carries into a verified
+//! [`Identity`], or rejects the request.
+//!
+//! Runs after routing. Bearer JWTs are verified against the keys of the
+//! issuer named in the token; the issuer must be configured, and the token
+//! must pass every check of that issuer's rules.
+
+pub mod bearer;
+pub mod config;
+pub mod fetch;
+pub mod jwk;
+pub mod jwks;
+pub mod jwt;
+pub mod jwt_sign;
+pub mod token_cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+
+use crate::admin::metrics::Metrics;
+use crate::authn::config::{AuthnConfig, IssuerConfig};
+use crate::authn::jwks::IssuerKeys;
+use crate::authn::jwt::{Claims, ClaimRules, TokenError};
+use crate::authn::token_cache::TokenCache;
+
+/// What was verified about the caller.
+#[derive(Debug)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: Option<String>,
+    /// `azp`, else `client_id`.
+    pub client_id: Option<String>,
+    /// From the `scope` string claim and the `scp` array claim.
+    pub scopes: Vec<String>,
+    /// From the issuer's configured roles claim.
+    pub roles: Vec<String>,
+    /// `exp` in unix seconds.
+    pub expires_at: Option<f64>,
+    pub claims: Claims,
+}
+
+impl Identity {
+    /// Returns a claim as text: strings as they are, numbers and booleans
+    /// printed, anything else `None`.
+    pub fn claim_text(&self, path: &str) -> Option<String> {
+        match self.claims.get(path)? {
+            serde_json::Value::String(text) => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            serde_json::Value::Bool(value) => Some(value.to_string()),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(issuer: &str) -> Self {
+        Identity {
+            issuer: issuer.to_string(),
+            subject: None,
+            client_id: None,
+            scopes: Vec::new(),
+            roles: Vec::new(),
+            expires_at: None,
+            claims: Claims::from_map(Default::default()),
+        }
+    }
+}
+
+/// Why a request could not be authenticated. Each maps to one response.
+#[derive(Debug)]
+pub enum AuthnError {
+    /// No credential was presented.
+    Missing,
+    /// The `Authorization` header is not one well-formed Bearer token.
+    MalformedHeader,
+    /// The token names an issuer that is not configured.
+    UnknownIssuer,
+    /// The token failed a check.
+    Token(TokenError),
+    /// The issuer's keys could not be obtained.
+    KeysUnavailable,
+}
+
+impl AuthnError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthnError::Missing => "token_missing",
+            AuthnError::MalformedHeader => "authorization_header_malformed",
+            AuthnError::UnknownIssuer => "token_issuer_unknown",
+            AuthnError::Token(error) => error.reason(),
+            AuthnError::KeysUnavailable => "issuer_keys_unavailable",
+        }
+    }
+}
+
+/// The authentication stage for one configuration generation.
+pub struct Authenticator {
+    issuers: HashMap<String, Arc<IssuerKeys>>,
+    rules: HashMap<String, ClaimRules>,
+    max_token_bytes: usize,
+    cache: Option<TokenCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthnConfig, fetcher: fetch::Fetcher, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let mut issuers = HashMap::new();
+        let mut rules = HashMap::new();
+        for issuer in &config.issuers {
+            let keys = IssuerKeys::new(issuer.clone(), fetcher.clone(), metrics.clone())?;
+            issuers.insert(issuer.issuer.clone(), Arc::new(keys));
+            rules.insert(issuer.issuer.clone(), claim_rules(issuer));
+        }
+        let cache = config.token_cache.enabled.then(|| TokenCache::new(config.token_cache.max_entries, config.token_cache.max_ttl));
+        Ok(Authenticator { issuers, rules, max_token_bytes: config.max_token_bytes, cache, metrics })
+    }
+
+    /// The issuers whose keys must be fetched over the network.
+    pub fn remote_issuers(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
+        self.issuers.values().filter(|keys| keys.is_remote())
+    }
+
+    /// Issuers that have no usable keys now (for readiness).
+    pub fn issuers_without_keys(&self) -> Vec<&str> {
+        let mut list: Vec<&str> =
+            self.issuers.values().filter(|k| !k.has_usable_keys()).map(|k| k.config.issuer.as_str()).collect();
+        list.sort_unstable();
+        list
+    }
+
+    /// Verifies the request's bearer token.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthnError> {
+        let token = bearer::extract(headers).map_err(|error| match error {
+            bearer::BearerError::Missing => AuthnError::Missing,
+            bearer::BearerError::Malformed => AuthnError::MalformedHeader,
+        })?;
+        if token.len() > self.max_token_bytes {
+            return Err(AuthnError::Token(TokenError::TooLarge { max_bytes: self.max_token_bytes }));
+        }
+        let now = unix_now();
+
+        let digest = self.cache.as_ref().map(|_| token_cache::digest(token));
+        if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
+            if let Some(identity) = cache.get(digest, now) {
+                self.metrics.token_cache("hit");
+                return Ok(identity);
+            }
+            self.metrics.token_cache("miss");
+        }
+
+        let identity = Arc::new(self.verify(token, now).await?);
+        if let (Some(cache), Some(digest)) = (&self.cache, digest) {
+            cache.insert(digest, identity.clone(), now);
+        }
+        Ok(identity)
+    }
+
+    async fn verify(&self, token: &str, now: f64) -> Result<Identity, AuthnError> {
+        let unverified = jwt::parse(token, self.max_token_bytes).map_err(AuthnError::Token)?;
+        let issuer_name = unverified.unverified_issuer().ok_or(AuthnError::UnknownIssuer)?;
+        let issuer = self.issuers.get(issuer_name).ok_or(AuthnError::UnknownIssuer)?;
+        let rules = &self.rules[issuer_name];
+        let header = unverified.header();
+        if let Some(allowed) = &issuer.config.algorithms {
+            if !allowed.contains(&header.alg) {
+                return Err(AuthnError::Token(TokenError::AlgorithmNotAllowedForKey));
+            }
+        }
+
+        let keys = issuer.current(Instant::now()).map_err(|_| AuthnError::KeysUnavailable)?;
+        let claims = match unverified.verify(&keys) {
+            Err(TokenError::KeyNotFound) => {
+                let refreshed = issuer.refetch_for_unknown_kid().await;
+                let keys = refreshed.ok_or(AuthnError::Token(TokenError::KeyNotFound))?;
+                unverified.verify(&keys)
+            }
+            other => other,
+        }
+        .map_err(AuthnError::Token)?;
+
+        jwt::validate(header, &claims, rules, now).map_err(AuthnError::Token)?;
+        identity_from(&issuer.config, claims).map_err(AuthnError::Token)
+    }
+}
+
+fn claim_rules(issuer: &IssuerConfig) -> ClaimRules {
+    ClaimRules {
+        issuer: issuer.issuer.clone(),
+        audiences: issuer.audiences.clone(),
+        leeway: issuer.clock_skew,
+        required_typ: issuer.token_types.clone(),
+        require_exp: true,
+        max_iat_age: None,
+    }
+}
+
+fn identity_from(issuer: &IssuerConfig, claims: Claims) -> Result<Identity, TokenError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for claim in ["scope", "scp"] {
+        for scope in claims.string_list(claim)?.unwrap_or_default() {
+            if !scopes.iter().any(|held| held == scope) {
+                scopes.push(scope.to_string());
+            }
+        }
+    }
+    let roles = match issuer.roles_claim.as_deref() {
+        Some(path) => claims.string_list(path)?.unwrap_or_default().into_iter().map(str::to_string).collect(),
+        None => Vec::new(),
+    };
+    let client_id = ["azp", "client_id"]
+        .iter()
+        .find_map(|name| claims.get(name).and_then(|v| v.as_str()).map(str::to_string));
+    Ok(Identity {
+        issuer: issuer.issuer.clone(),
+        subject: claims.subject()?.map(str::to_string),
+        client_id,
+        scopes,
+        roles,
+        expires_at: claims.expires_at()?,
+        claims,
+    })
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

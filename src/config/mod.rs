@@ -1,0 +1,152 @@
+//! The configuration file: loading, validation with the location of every
+//! problem, and the typed result that every stage reads.
+//!
+//! What the user wrote is read in one pass that collects every problem
+//! (`reader`), and is turned into types in which bad values cannot exist.
+//! Each stage owns the types of its own section (`proxy::config`,
+//! `authn::config`, ...); this module ties them together and checks the
+//! references between sections.
+
+pub mod reader;
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::admin::config::AdminConfig;
+use crate::authn::config::AuthnConfig;
+use crate::protect::config::ResponseHeadersConfig;
+use crate::proxy::config::{ServerConfig, UpstreamConfig};
+use crate::ratelimit::config::RateLimitPolicy;
+use crate::route::config::RouteConfig;
+use crate::upstream_headers::IdentityHeaders;
+
+pub use reader::Problem;
+use reader::{MapReader, Problems};
+
+/// The embedded default configuration: the users API example, protected.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/users-api/portcullis.yaml");
+/// The name problems in the embedded default are reported under.
+pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub upstreams: HashMap<String, Arc<UpstreamConfig>>,
+    pub authentication: AuthnConfig,
+    pub identity_headers: IdentityHeaders,
+    pub response_headers: ResponseHeadersConfig,
+    pub rate_limits: HashMap<String, Arc<RateLimitPolicy>>,
+    /// Policies applied to every route, before the route's own.
+    pub global_rate_limits: Vec<Arc<RateLimitPolicy>>,
+    pub routes: Vec<Arc<RouteConfig>>,
+    /// The directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// Every problem found in a configuration, in file order.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "{problem}")?;
+        }
+        let count = self.0.len();
+        write!(f, "{count} problem{} found", if count == 1 { "" } else { "s" })
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![Problem {
+            location: name.clone(),
+            path: String::new(),
+            message: format!("cannot read the file: {error}"),
+        }])
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &name, &base_dir)
+}
+
+/// Validates configuration text. `name` is used in problem locations and
+/// relative paths are resolved against `base_dir`.
+pub fn parse(text: &str, name: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let root = yaml::parse(text).map_err(|error| {
+        ConfigErrors(vec![Problem {
+            location: format!("{name}:{}:{}", error.line, error.column),
+            path: String::new(),
+            message: format!("invalid YAML: {}", error.message),
+        }])
+    })?;
+    let problems = Problems::new(name);
+    let config = MapReader::open(&root, "", &problems).and_then(|top| {
+        let config = read_top(&top, base_dir);
+        top.finish();
+        config
+    });
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => {
+            let mut list = problems.into_vec();
+            if list.is_empty() {
+                list.push(Problem {
+                    location: name.to_string(),
+                    path: String::new(),
+                    message: "the configuration is incomplete".into(),
+                });
+            }
+            Err(ConfigErrors(list))
+        }
+    }
+}
+
+/// Reads every section, then the references between them. Returns `None`
+/// when any section failed; the reasons are in `top.problems`.
+fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
+    let server = crate::proxy::config::read_server(top, base_dir);
+    let admin = crate::admin::config::read(top);
+    let upstreams = crate::proxy::config::read_upstreams(top);
+    let authentication = crate::authn::config::read(top, base_dir);
+    let identity_headers = crate::upstream_headers::read(top);
+    let response_headers = crate::protect::config::read(top);
+    let rate_limits = crate::ratelimit::config::read_policies(top);
+    let global_rate_limits = crate::ratelimit::config::read_global(top, rate_limits.as_ref());
+    let routes = crate::route::config::read_routes(
+        top,
+        upstreams.as_ref(),
+        rate_limits.as_ref(),
+        authentication.as_ref(),
+    );
+
+    Some(Config {
+        server: server?,
+        admin: admin?,
+        upstreams: upstreams?,
+        authentication: authentication?,
+        identity_headers: identity_headers?,
+        response_headers: response_headers?,
+        rate_limits: rate_limits?,
+        global_rate_limits: global_rate_limits?,
+        routes: routes?.into_iter().map(Arc::new).collect(),
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+/// Resolves a path from the file against the file's directory.
+pub fn resolve_path(base_dir: &Path, written: &str) -> PathBuf {
+    let path = Path::new(written);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
+}

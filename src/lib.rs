@@ -1,0 +1,19 @@
+//! Portcullis: a security and compliance gateway for HTTP APIs.
+//!
+//! A request passes the stages in this order (see [`pipeline`]):
+//! [`normalize`] → [`route`] → [`authn`] → [`ratelimit`] → [`authz`] →
+//! forward ([`proxy::upstream`]) → [`protect`]. [`config`] reads the file
+//! every stage is built from; [`admin`] serves health and metrics.
+
+pub mod admin;
+pub mod authn;
+pub mod authz;
+pub mod config;
+pub mod normalize;
+pub mod pipeline;
+pub mod protect;
+pub mod proxy;
+pub mod ratelimit;
+pub mod route;
+pub mod run;
+pub mod upstream_headers;

@@ -1,0 +1,81 @@
+//! Normalization, the first stage: rejects malformed or ambiguous requests,
+//! computes the one canonical path used for routing and forwarding alike,
+//! finds the client address behind trusted proxies, and removes hop-by-hop
+//! headers and every header a client could use to impersonate the gateway.
+
+pub mod forwarded;
+pub mod headers;
+pub mod path;
+
+use std::net::IpAddr;
+
+use http::request::Parts;
+use http::HeaderValue;
+
+use crate::config::Config;
+use crate::pipeline::reject::Rejection;
+use crate::pipeline::Connection;
+
+/// What normalization learned about a request.
+pub struct Normalized {
+    /// The canonical path, without the query.
+    pub path: String,
+    pub client_ip: IpAddr,
+    /// The `X-Forwarded-For` value to send upstream.
+    pub forwarded_for: HeaderValue,
+    pub tls: bool,
+}
+
+pub struct Normalizer {
+    path_options: path::PathOptions,
+    trusted: forwarded::TrustedProxies,
+    gateway_headers: headers::GatewayHeaders,
+    ipv6_prefix: u8,
+}
+
+impl Normalizer {
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let owned = config.identity_headers.owned_names();
+        let gateway_headers = headers::GatewayHeaders::new(&config.identity_headers.prefix, owned)
+            .map_err(|error| format!("invalid identity header prefix: {error}"))?;
+        Ok(Normalizer {
+            path_options: config.server.path,
+            trusted: config.server.trusted_proxies.clone(),
+            gateway_headers,
+            ipv6_prefix: config.server.ipv6_prefix,
+        })
+    }
+
+    /// Checks and cleans the request head in place.
+    pub fn normalize(&self, parts: &mut Parts, connection: Connection) -> Result<Normalized, Rejection> {
+        headers::check_framing(parts.version, &parts.headers).map_err(|error| Rejection::BadRequest { reason: error.reason() })?;
+        let path = self.canonical_path(parts)?;
+
+        let xff = parts.headers.get_all("x-forwarded-for");
+        let client_ip = forwarded::client_ip(connection.peer.ip(), xff.iter(), &self.trusted);
+        let forwarded_for = forwarded::forwarded_for_value(connection.peer.ip(), xff.iter(), &self.trusted);
+
+        headers::remove_hop_by_hop(&mut parts.headers);
+        self.gateway_headers.strip_spoofable(&mut parts.headers);
+
+        Ok(Normalized {
+            path,
+            client_ip: forwarded::group_ipv6(client_ip, self.ipv6_prefix),
+            forwarded_for,
+            tls: connection.tls,
+        })
+    }
+
+    /// Only origin-form targets (`/path?query`) and absolute-form targets
+    /// with a path are served; `*` and CONNECT authority-form are rejected.
+    fn canonical_path(&self, parts: &Parts) -> Result<String, Rejection> {
+        if parts.method == http::Method::CONNECT {
+            return Err(Rejection::BadRequest { reason: "request_target_unsupported" });
+        }
+        let raw = parts.uri.path();
+        if !raw.starts_with('/') {
+            return Err(Rejection::BadRequest { reason: "request_target_unsupported" });
+        }
+        path::canonicalize(raw, &self.path_options).map_err(|error| Rejection::BadRequest { reason: error.reason() })
+    }
+}

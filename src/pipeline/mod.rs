@@ -1,0 +1,270 @@
+//! The request pipeline: the ordered stages every request passes through,
+//! from the normalized request to the protected response.
+//!
+//! ```text
+//! normalize → route → authenticate → rate limit → authorize → forward → protect
+//! ```
+//!
+//! Each stage either enriches the request [`Context`] or ends the request
+//! with a [`Rejection`]; [`Rejection::into_response`] is the one place that
+//! turns outcomes into responses. Every request, allowed or not, ends with
+//! one access log line and one count in the metrics.
+
+pub mod body;
+pub mod reject;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::admin::metrics::{Metrics, NO_ROUTE};
+use crate::authn::{Authenticator, Identity};
+use crate::config::Config;
+use crate::normalize::{self, Normalized};
+use crate::pipeline::body::{Body, LimitedBody};
+use crate::pipeline::reject::Rejection;
+use crate::proxy::upstream::{UpstreamError, Upstreams};
+use crate::ratelimit::{KeyInputs, Limiter, Outcome};
+use crate::route::config::{AuthMode, RouteConfig};
+use crate::route::Router;
+
+/// State shared by every connection: the current gateway (swapped as a
+/// whole on reload) and the metrics, which outlive reloads.
+pub struct Shared {
+    pub gateway: ArcSwap<Gateway>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Facts about the downstream connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Everything built from one configuration generation.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    router: Router,
+    pub authenticator: Authenticator,
+    limiter: Limiter,
+    upstreams: Upstreams,
+    normalizer: normalize::Normalizer,
+    metrics: Arc<Metrics>,
+    /// Route ids and methods as metric labels, built once.
+    labels: Labels,
+}
+
+struct Labels {
+    no_route: Arc<String>,
+    routes: std::collections::HashMap<String, Arc<String>>,
+    methods: Vec<(http::Method, Arc<String>)>,
+    other_method: Arc<String>,
+}
+
+/// What the stages learn about a request as it goes.
+struct Context {
+    started: Instant,
+    method: http::Method,
+    path: Option<String>,
+    client_ip: IpAddr,
+    route: Option<Arc<RouteConfig>>,
+    identity: Option<Arc<Identity>>,
+    limit: Option<Outcome>,
+}
+
+/// Maximum rate-limit keys tracked in memory.
+const MAX_RATE_LIMIT_KEYS: usize = 100_000;
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, fetcher: crate::authn::fetch::Fetcher) -> Result<Self, String> {
+        let routes = config.routes.clone();
+        let labels = Labels {
+            no_route: Arc::new(NO_ROUTE.to_string()),
+            routes: routes.iter().map(|r| (r.id.clone(), Arc::new(r.id.clone()))).collect(),
+            methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                .iter()
+                .map(|m| (http::Method::from_bytes(m.as_bytes()).unwrap(), Arc::new(m.to_string())))
+                .collect(),
+            other_method: Arc::new("other".to_string()),
+        };
+        Ok(Gateway {
+            router: Router::new(routes),
+            authenticator: Authenticator::new(&config.authentication, fetcher, metrics.clone())?,
+            limiter: Limiter::new(MAX_RATE_LIMIT_KEYS),
+            upstreams: Upstreams::new(&config.upstreams),
+            normalizer: normalize::Normalizer::new(&config)?,
+            metrics,
+            labels,
+            config,
+        })
+    }
+
+    /// Serves one request end to end. Never fails: every outcome becomes a
+    /// response.
+    pub async fn handle(&self, request: Request<Incoming>, connection: Connection) -> Response<Body> {
+        let mut context = Context {
+            started: Instant::now(),
+            method: request.method().clone(),
+            path: None,
+            client_ip: connection.peer.ip().to_canonical(),
+            route: None,
+            identity: None,
+            limit: None,
+        };
+        let (response, reason) = match self.run(&mut context, request, connection).await {
+            Ok(response) => (response, None),
+            Err(rejection) => {
+                let reason = rejection.reason();
+                self.metrics.denial(reason);
+                (rejection.into_response(), Some(reason))
+            }
+        };
+        let response = self.protect(&context, response, connection);
+        self.record(&context, &response, reason);
+        response
+    }
+
+    async fn run(&self, context: &mut Context, request: Request<Incoming>, connection: Connection) -> Result<Response<Body>, Rejection> {
+        let (mut parts, body) = request.into_parts();
+
+        let normalized = self.normalizer.normalize(&mut parts, connection)?;
+        context.client_ip = normalized.client_ip;
+        context.path = Some(normalized.path.clone());
+
+        let matched = self.router.find(&parts.method, &normalized.path).map_err(|error| match error {
+            crate::route::RouteError::NotFound => Rejection::NotFound,
+            crate::route::RouteError::MethodNotAllowed { allow } => Rejection::MethodNotAllowed { allow },
+        })?;
+        let route = matched.route;
+        context.route = Some(route.clone());
+        let body_limit = route.max_body_bytes.unwrap_or(self.config.server.limits.max_body_bytes);
+        check_declared_length(&parts, body_limit)?;
+
+        if route.authentication == AuthMode::Required {
+            let identity = self.authenticator.authenticate(&parts.headers).await.map_err(Rejection::Unauthenticated)?;
+            context.identity = Some(identity);
+        }
+
+        self.limit(context, &route)?;
+
+        if let Some(identity) = &context.identity {
+            crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
+        }
+
+        self.forward(context, parts, body, &route, normalized, body_limit).await
+    }
+
+    fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
+        let policies = self.config.global_rate_limits.iter().chain(route.rate_limits.iter());
+        let inputs = KeyInputs {
+            client_ip: context.client_ip,
+            identity: context.identity.as_deref(),
+            route_id: &route.id,
+        };
+        let Some(outcome) = self.limiter.check(policies, &inputs) else {
+            return Ok(());
+        };
+        let denied = !outcome.decision.allowed;
+        let retry_after = outcome.decision.retry_after.unwrap_or(outcome.decision.reset_after);
+        context.limit = Some(outcome);
+        if denied {
+            return Err(Rejection::RateLimited { retry_after });
+        }
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        context: &Context,
+        mut parts: Parts,
+        body: Incoming,
+        route: &RouteConfig,
+        normalized: Normalized,
+        body_limit: u64,
+    ) -> Result<Response<Body>, Rejection> {
+        if let Some(identity) = &context.identity {
+            self.config.identity_headers.insert(&mut parts.headers, identity);
+        }
+        parts.headers.insert(header::HeaderName::from_static("x-forwarded-for"), normalized.forwarded_for);
+        let proto = if normalized.tls { "https" } else { "http" };
+        parts.headers.insert(header::HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = http_body_util::BodyExt::boxed(LimitedBody::new(body, body_limit, exceeded.clone()));
+        let result = self.upstreams.send(&route.upstream, parts, &normalized.path, body).await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),
+            Err(error) => Err(self.upstream_rejection(route, error)),
+        }
+    }
+
+    fn upstream_rejection(&self, route: &RouteConfig, error: UpstreamError) -> Rejection {
+        let upstream = &route.upstream.name;
+        let label = Arc::new(upstream.clone());
+        self.metrics.upstream_error(&label, error.kind());
+        tracing::warn!(upstream.name = upstream.as_str(), route.id = route.id.as_str(), error = %error, "upstream request failed");
+        match error {
+            UpstreamError::Timeout => Rejection::UpstreamTimeout,
+            _ => Rejection::UpstreamUnavailable,
+        }
+    }
+
+    /// Applies the response header policy and the RateLimit fields.
+    fn protect(&self, context: &Context, mut response: Response<Body>, connection: Connection) -> Response<Body> {
+        let sensitive = context.route.as_ref().is_some_and(|r| r.sensitive);
+        crate::protect::apply(&self.config.response_headers, response.headers_mut(), connection.tls, sensitive);
+        if let Some(outcome) = &context.limit {
+            crate::ratelimit::headers::apply(response.headers_mut(), &outcome.policy.name, &outcome.policy.quota, &outcome.decision);
+        }
+        response
+    }
+
+    /// Writes the access log line and counts the request.
+    fn record(&self, context: &Context, response: &Response<Body>, reason: Option<&'static str>) {
+        let elapsed = context.started.elapsed();
+        let route_label = context
+            .route
+            .as_ref()
+            .and_then(|r| self.labels.routes.get(&r.id))
+            .unwrap_or(&self.labels.no_route);
+        let method_label = self
+            .labels
+            .methods
+            .iter()
+            .find(|(m, _)| *m == context.method)
+            .map_or(&self.labels.other_method, |(_, label)| label);
+        let status = response.status().as_u16();
+        self.metrics.request(route_label, method_label, status, elapsed.as_secs_f64());
+        if !self.config.server.access_log {
+            return;
+        }
+        let subject = context.identity.as_ref().and_then(|i| i.subject.as_deref());
+        let route_id = context.route.as_ref().map(|r| r.id.as_str());
+        let path = context.path.as_deref();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        if reason.is_some() {
+            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, identity.subject = subject, reason, "request denied");
+        } else {
+            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, identity.subject = subject, "request served");
+        }
+    }
+}
+
+/// Rejects a request whose declared `Content-Length` is over the limit
+/// before any byte is forwarded. Chunked bodies are counted as they stream.
+fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Rejection> {
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => Err(Rejection::PayloadTooLarge),
+        _ => Ok(()),
+    }
+}

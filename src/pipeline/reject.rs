@@ -1,0 +1,201 @@
+//! Every way the gateway can end a request itself, and the one function
+//! that turns each into a response: an RFC 9457 problem details body with
+//! a stable reason code, plus the challenge or retry headers the standards
+//! ask for. Causes stay in the logs; the client gets a fixed short text.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::authn::AuthnError;
+use crate::authz::Denial;
+use crate::pipeline::body::{full, Body};
+
+/// A request the gateway ends without a successful upstream response.
+#[derive(Debug)]
+pub enum Rejection {
+    /// Malformed or ambiguous request (framing, path); the connection is
+    /// closed after the response.
+    BadRequest { reason: &'static str },
+    NotFound,
+    MethodNotAllowed { allow: String },
+    PayloadTooLarge,
+    Unauthenticated(AuthnError),
+    Forbidden(Denial),
+    RateLimited { retry_after: Duration },
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    /// A fault inside the gateway; details are logged, never sent.
+    Internal,
+}
+
+impl Rejection {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest { reason } => reason,
+            Rejection::NotFound => "route_not_found",
+            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::PayloadTooLarge => "body_too_large",
+            Rejection::Unauthenticated(error) => error.reason(),
+            Rejection::Forbidden(denial) => denial.reason(),
+            Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unauthenticated(AuthnError::MalformedHeader) => StatusCode::BAD_REQUEST,
+            Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
+            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The fixed text sent as `detail`. It never depends on the request.
+    fn detail(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest { .. } => "the request is malformed or ambiguous",
+            Rejection::NotFound => "no route matches this path",
+            Rejection::MethodNotAllowed { .. } => "the route does not allow this method",
+            Rejection::PayloadTooLarge => "the request body exceeds the route's limit",
+            Rejection::Unauthenticated(AuthnError::Missing) => "a bearer token is required",
+            Rejection::Unauthenticated(AuthnError::MalformedHeader) => "the Authorization header is not a single Bearer token",
+            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => "the token issuer's keys are unavailable; retry later",
+            Rejection::Unauthenticated(_) => "the access token is invalid",
+            Rejection::Forbidden(Denial::InsufficientScope { .. }) => "the access token lacks a required scope",
+            Rejection::Forbidden(_) => "the caller may not use this route",
+            Rejection::RateLimited { .. } => "rate limit exceeded; retry after the time in Retry-After",
+            Rejection::UpstreamUnavailable => "the upstream service failed to respond",
+            Rejection::UpstreamTimeout => "the upstream service timed out",
+            Rejection::Internal => "",
+        }
+    }
+
+    /// Builds the response the client receives.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        if matches!(self, Rejection::Internal) {
+            let mut response = Response::new(full(Bytes::from_static(b"internal server error\n")));
+            *response.status_mut() = status;
+            let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+            response.headers_mut().insert(header::CONTENT_TYPE, plain);
+            return response;
+        }
+        let body = serde_json::json!({
+            "type": format!("urn:portcullis:reason:{}", self.reason()),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.detail(),
+            "reason": self.reason(),
+        });
+        let mut response = Response::new(full(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        self.add_standard_headers(headers);
+        response
+    }
+
+    fn add_standard_headers(&self, headers: &mut http::HeaderMap) {
+        match self {
+            Rejection::BadRequest { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Rejection::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            Rejection::Unauthenticated(error) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge(error));
+                if matches!(error, AuthnError::KeysUnavailable) {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+            }
+            Rejection::Forbidden(Denial::InsufficientScope { required }) => {
+                let value = format!("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{required}\"");
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            Rejection::RateLimited { retry_after } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `WWW-Authenticate` challenge of RFC 6750 section 3. A request with
+/// no credential gets no error code (section 3.1).
+fn challenge(error: &AuthnError) -> HeaderValue {
+    HeaderValue::from_static(match error {
+        AuthnError::Missing | AuthnError::KeysUnavailable => "Bearer realm=\"portcullis\"",
+        AuthnError::MalformedHeader => "Bearer realm=\"portcullis\", error=\"invalid_request\"",
+        _ => "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::jwt::TokenError;
+    use http_body_util::BodyExt;
+
+    async fn body_text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn expired_token_problem_body() {
+        let response = Rejection::Unauthenticated(AuthnError::Token(TokenError::Expired)).into_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"portcullis\", error=\"invalid_token\"");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            body_text(response).await,
+            r#"{"detail":"the access token is invalid","reason":"token_expired","status":401,"title":"Unauthorized","type":"urn:portcullis:reason:token_expired"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_scope_challenge_names_scope() {
+        let denial = Denial::InsufficientScope { required: "read:users".into() };
+        let response = Rejection::Forbidden(denial).into_response();
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"read:users\""
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_rounds_retry_after_up() {
+        let response = Rejection::RateLimited { retry_after: Duration::from_millis(1500) }.into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+    }
+
+    #[tokio::test]
+    async fn internal_error_is_plain() {
+        let response = Rejection::Internal.into_response();
+        assert_eq!(response.status(), 500);
+        assert_eq!(body_text(response).await, "internal server error\n");
+    }
+}

@@ -1,0 +1,238 @@
+//! The accept loop and per-connection serving, with the idle timeout and
+//! graceful shutdown that drains in-flight requests within a bound.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pipeline::{Connection, Shared};
+use crate::proxy::config::ServerConfig;
+
+/// Serves connections until `shutdown` turns true, then stops accepting,
+/// lets in-flight requests finish for up to `shutdown_grace`, and returns.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, server: &ServerConfig, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+    let builder = Arc::new(http_builder(server));
+    let open = Arc::new(AtomicUsize::new(0));
+    let idle_timeout = server.timeouts.idle;
+    let handshake_timeout = server.timeouts.request_header;
+
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually file descriptors ran out; back off instead of spinning.
+                tracing::warn!(error = %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection { peer, tls: tls.is_some() };
+        let (shared, builder, open, tls, shutdown) = (shared.clone(), builder.clone(), open.clone(), tls.clone(), shutdown.clone());
+        open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown).await,
+                    Ok(Err(error)) => tracing::debug!(client.ip = %peer.ip(), error = %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out"),
+                },
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    drain(&open, server.timeouts.shutdown_grace).await;
+}
+
+/// Waits until every connection has closed or the grace period is over.
+async fn drain(open: &AtomicUsize, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    tracing::info!(connections.open = open.load(Ordering::Relaxed), grace_secs = grace.as_secs_f64(), "draining connections");
+    while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = open.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(connections.open = left, "grace period over; closing remaining connections");
+    }
+}
+
+fn http_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.timeouts.request_header)
+        .max_buf_size(server.limits.max_header_bytes.max(8192))
+        .max_headers(server.limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(server.limits.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    if !server.http2 {
+        builder = builder.http1_only();
+    }
+    builder
+}
+
+async fn serve_connection<IO>(
+    stream: IO,
+    connection: Connection,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |request| {
+            let shared = shared.clone();
+            let guard = InFlight::new(activity.clone());
+            async move {
+                let gateway = shared.gateway.load_full();
+                let response = gateway.handle(request, connection).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut conn = pin!(builder.serve_connection(io, service));
+    let mut idle_check = tokio::time::interval(idle_timeout.div_f64(4.0).max(Duration::from_millis(10)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(client.ip = %connection.peer.ip(), error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = idle_check.tick(), if !closing => {
+                if activity.idle_for() >= idle_timeout && activity.in_flight.load(Ordering::Acquire) == 0 {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = shutdown.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it serves now.
+struct Activity {
+    origin: Instant,
+    last_millis: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { origin: Instant::now(), last_millis: AtomicU64::new(0), in_flight: AtomicUsize::new(0) }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_millis.load(Ordering::Relaxed)))
+    }
+}
+
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// A stream that records when bytes last moved.
+struct Tracked<IO> {
+    inner: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send<F: Future + Send>(_: F) {}

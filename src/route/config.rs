@@ -1,0 +1,296 @@
+//! Configuration of routes: which requests are let through to which
+//! upstream, and what each requires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+use regex::Regex;
+
+use crate::authn::config::AuthnConfig;
+use crate::config::reader::{found, list_items, scalar_text, MapReader};
+use crate::proxy::config::UpstreamConfig;
+use crate::ratelimit::config::RateLimitPolicy;
+
+#[derive(Debug)]
+pub struct RouteConfig {
+    /// Stable name used in logs, metrics and rate-limit keys.
+    pub id: String,
+    /// Path pattern on the canonical path: literal segments, `{name}`
+    /// parameters and a final `{*name}` catch-all.
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub upstream: Arc<UpstreamConfig>,
+    pub authentication: AuthMode,
+    pub require: Requirements,
+    pub rate_limits: Vec<Arc<RateLimitPolicy>>,
+    /// Responses get `Cache-Control: no-store`.
+    pub sensitive: bool,
+    /// Request body limit for this route; the server default when absent.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Whether a route needs a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is required (the default).
+    Required,
+    /// No credential is looked at; the route is public. Any
+    /// `Authorization` header is still never forwarded with identity.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    All,
+    Any,
+}
+
+/// What an identity must carry to use a route (tier-1 authorization).
+#[derive(Debug, Default)]
+pub struct Requirements {
+    pub scopes: Vec<String>,
+    pub scopes_match: Option<Match>,
+    pub roles: Vec<String>,
+    pub roles_match: Option<Match>,
+    /// Claims that must be present and match a pattern.
+    pub claims: Vec<ClaimRequirement>,
+}
+
+#[derive(Debug)]
+pub struct ClaimRequirement {
+    /// Dotted claim path.
+    pub path: String,
+    /// The whole string value must match.
+    pub pattern: Regex,
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+pub fn read_routes(
+    top: &MapReader,
+    upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
+    policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
+    authn: Option<&AuthnConfig>,
+) -> Option<Vec<RouteConfig>> {
+    let Some(items) = top.list("routes") else {
+        if top.get("routes").is_none() {
+            top.missing("routes", "a list of routes; requests that match no route get 404");
+        }
+        return None;
+    };
+    let mut routes = Vec::new();
+    let mut ok = true;
+    let mut seen_ids: HashMap<String, usize> = HashMap::new();
+    let mut router = matchit::Router::new();
+    for (path, node) in items {
+        let Some(map) = MapReader::open(node, &path, top.problems) else {
+            ok = false;
+            continue;
+        };
+        let route = read_route(&map, upstreams, policies, authn);
+        if let Some(route) = &route {
+            if let Some(line) = seen_ids.insert(route.id.clone(), node.line) {
+                map.problems.at(node, &map.child_path("id"), format!("duplicate route id {:?}; it was first used on line {line}", route.id));
+                ok = false;
+            }
+            ok &= check_overlap(&map, route, &routes, &mut router);
+        }
+        map.finish();
+        match route {
+            Some(route) => routes.push(route),
+            None => ok = false,
+        }
+    }
+    ok.then_some(routes)
+}
+
+/// Two routes with the same path pattern must not share a method, and a
+/// path pattern must be accepted by the router.
+fn check_overlap(map: &MapReader, route: &RouteConfig, earlier: &[RouteConfig], router: &mut matchit::Router<()>) -> bool {
+    let node = map.get("match").unwrap_or(map.node);
+    for other in earlier.iter().filter(|other| other.path == route.path) {
+        if let Some(method) = route.methods.iter().find(|m| other.methods.contains(m)) {
+            let message = format!("route {:?} already handles {method} {}", other.id, route.path);
+            map.problems.at(node, &map.child_path("match"), message);
+            return false;
+        }
+    }
+    if earlier.iter().any(|other| other.path == route.path) {
+        return true;
+    }
+    if let Err(error) = router.insert(route.path.clone(), ()) {
+        map.problems.at(node, &map.child_path("match.path"), format!("path pattern rejected by the router: {error}"));
+        return false;
+    }
+    true
+}
+
+fn read_route(
+    map: &MapReader,
+    upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
+    policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
+    authn: Option<&AuthnConfig>,
+) -> Option<RouteConfig> {
+    let id = map.required_string("id", "a route id such as list-users");
+    let (path, methods) = read_match(map)?;
+    let upstream = read_upstream_ref(map, upstreams);
+    let authentication = match map.choice("authentication", &["required", "none"]) {
+        Some("none") => Some(AuthMode::None),
+        Some(_) => Some(AuthMode::Required),
+        None if map.get("authentication").is_some() => None,
+        None => Some(AuthMode::Required),
+    };
+    let require = read_requirements(map);
+    let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", policies);
+    let sensitive = map.bool("sensitive").unwrap_or(false);
+    let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
+    let bad_body = max_body_bytes.is_none() && map.get("max_body_bytes").is_some();
+
+    let id = id?;
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || id.len() > 64 {
+        map.problems.at(map.get("id").unwrap(), &map.child_path("id"), "expected letters, digits, '-' and '_' (at most 64)");
+        return None;
+    }
+    let require = require?;
+    let authentication = authentication?;
+    if authentication == AuthMode::None && !require.is_empty() {
+        let message = "a route with authentication: none cannot require scopes, roles or claims";
+        map.problems.at(map.node, &map.child_path("require"), message);
+        return None;
+    }
+    if authentication == AuthMode::Required && authn.is_some_and(|a| a.issuers.is_empty()) {
+        let message = "this route requires authentication but authentication.issuers is empty; add an issuer or set authentication: none";
+        map.problems.at(map.node, &map.child_path("authentication"), message);
+        return None;
+    }
+    if bad_body {
+        return None;
+    }
+    Some(RouteConfig {
+        id,
+        path,
+        methods,
+        upstream: upstream?,
+        authentication,
+        require,
+        rate_limits: rate_limits?,
+        sensitive,
+        max_body_bytes,
+    })
+}
+
+impl Requirements {
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty()
+    }
+}
+
+fn read_match(map: &MapReader) -> Option<(String, Vec<Method>)> {
+    let Some(matcher) = map.map("match") else {
+        if map.get("match").is_none() {
+            map.missing("match", "{ path: /users, methods: [GET] }");
+        }
+        return None;
+    };
+    let path = matcher.required_string("path", "a path pattern such as /users/{id}");
+    let path = path.filter(|p| {
+        let valid = p.starts_with('/') && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..") && !p.contains(['?', '#', '%', '\\']);
+        if !valid {
+            let node = matcher.get("path").unwrap();
+            let message = format!("expected a canonical path pattern starting with / (no //, dot segments, %, ? or #), found {}", found(node));
+            matcher.problems.at(node, &matcher.child_path("path"), message);
+        }
+        valid
+    });
+    let methods = read_methods(&matcher);
+    matcher.finish();
+    Some((path?, methods?))
+}
+
+fn read_methods(matcher: &MapReader) -> Option<Vec<Method>> {
+    let Some(node) = matcher.get("methods") else {
+        matcher.missing("methods", "a list of HTTP methods such as [GET, POST]");
+        return None;
+    };
+    let items = list_items(node, &matcher.child_path("methods"), matcher.problems)?;
+    let mut methods = Vec::new();
+    let mut ok = true;
+    for (path, item) in items {
+        match scalar_text(item).filter(|m| METHODS.contains(m)) {
+            Some(method) => methods.push(Method::from_bytes(method.as_bytes()).unwrap()),
+            None => {
+                let message = format!("expected one of {}, found {}", METHODS.join(", "), found(item));
+                matcher.problems.at(item, &path, message);
+                ok = false;
+            }
+        }
+    }
+    if methods.is_empty() && ok {
+        matcher.problems.at(node, &matcher.child_path("methods"), "expected at least one method");
+        ok = false;
+    }
+    ok.then_some(methods)
+}
+
+fn read_upstream_ref(map: &MapReader, upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>) -> Option<Arc<UpstreamConfig>> {
+    let name = map.required_string("upstream", "the name of an entry in upstreams")?;
+    let upstreams = upstreams?;
+    if let Some(upstream) = upstreams.get(&name) {
+        return Some(upstream.clone());
+    }
+    let node = map.get("upstream").unwrap();
+    let mut message = format!("no upstream named {name:?} in upstreams");
+    if let Some(s) = crate::config::reader::did_you_mean(&name, upstreams.keys().map(String::as_str)) {
+        message.push_str(&format!("; did you mean {s:?}?"));
+    }
+    map.problems.at(node, &map.child_path("upstream"), message);
+    None
+}
+
+fn read_requirements(map: &MapReader) -> Option<Requirements> {
+    let Some(require) = map.map("require") else {
+        return map.get("require").is_none().then(Requirements::default);
+    };
+    let mut ok = true;
+    let scopes = require.strings("scopes");
+    ok &= scopes.is_some() || require.get("scopes").is_none();
+    let roles = require.strings("roles");
+    ok &= roles.is_some() || require.get("roles").is_none();
+    let read_match = |key| match require.choice(key, &["all", "any"]) {
+        Some("any") => Some(Match::Any),
+        Some(_) => Some(Match::All),
+        None => None,
+    };
+    let scopes_match = read_match("scopes_match");
+    let roles_match = read_match("roles_match");
+    let mut claims = Vec::new();
+    if let Some(claim_map) = require.map("claims") {
+        for (name, _, node) in claim_map.named_entries() {
+            let path = claim_map.child_path(&name);
+            let Some(spec) = MapReader::open(node, &path, claim_map.problems) else {
+                ok = false;
+                continue;
+            };
+            let pattern = spec.required_string("pattern", "a regular expression the whole value must match");
+            match pattern.map(|p| Regex::new(&format!("^(?:{p})$"))) {
+                Some(Ok(pattern)) => claims.push(ClaimRequirement { path: name.clone(), pattern }),
+                Some(Err(error)) => {
+                    let node = spec.get("pattern").unwrap();
+                    spec.problems.at(node, &spec.child_path("pattern"), format!("invalid regular expression: {error}"));
+                    ok = false;
+                }
+                None => ok = false,
+            }
+            spec.finish();
+        }
+    }
+    require.finish();
+    ok.then(|| Requirements {
+        scopes: scopes.unwrap_or_default(),
+        scopes_match,
+        roles: roles.unwrap_or_default(),
+        roles_match,
+        claims,
+    })
+}

@@ -1,0 +1,209 @@
+//! What each command does: start the gateway, check a configuration, mint
+//! a demo token.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{Config, ConfigErrors};
+use crate::pipeline::{Gateway, Shared};
+
+/// Loads the configuration from a file, or the embedded default.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    match path {
+        Some(path) => crate::config::load(path),
+        None => {
+            let base = std::env::current_dir().unwrap_or_default();
+            crate::config::parse(crate::config::EMBEDDED_DEFAULT, crate::config::EMBEDDED_NAME, &base)
+        }
+    }
+}
+
+pub fn check(path: &Path) -> ExitCode {
+    match crate::config::load(path) {
+        Ok(config) => {
+            println!("{}: ok ({} routes, {} upstreams, {} issuers)", path.display(), config.routes.len(), config.upstreams.len(), config.authentication.issuers.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>) -> ExitCode {
+    init_logging(log);
+    let config = match load_config(path.as_deref()) {
+        Ok(config) => Arc::new(config),
+        Err(errors) => {
+            for problem in &errors.0 {
+                tracing::error!(config.location = problem.location.as_str(), config.path = problem.path.as_str(), problem = problem.message.as_str(), "invalid configuration");
+            }
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = message.as_str(), "gateway stopped");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: Option<String>) {
+    let filter = filter
+        .or_else(|| std::env::var("PORTCULLIS_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
+}
+
+async fn run(config: Arc<Config>) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let fetcher = crate::authn::fetch::Fetcher::new();
+    let gateway = Gateway::new(config.clone(), metrics.clone(), fetcher)?;
+    let shared = Arc::new(Shared { gateway: ArcSwap::from_pointee(gateway), metrics });
+
+    fetch_issuer_keys(&shared).await;
+
+    let tls = match &config.server.tls {
+        Some(tls) => Some(crate::proxy::tls::acceptor(tls, config.server.http2)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.address)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.address))?;
+    if let Some(address) = config.admin.address {
+        let admin = crate::admin::bind(address).await.map_err(|e| format!("cannot listen on {address} (admin): {e}"))?;
+        tokio::spawn(crate::admin::serve(admin, shared.clone()));
+    }
+    tracing::info!(
+        listen.address = %config.server.address,
+        admin.address = config.admin.address.map(|a| a.to_string()),
+        tls = config.server.tls.is_some(),
+        routes = config.routes.len(),
+        "gateway started"
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    crate::proxy::server::serve(listener, shared, &config.server, tls, stopped).await;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Fetches every remote issuer's keys once before serving (bounded by each
+/// issuer's fetch timeout), then keeps them fresh in the background. An
+/// issuer whose keys cannot be fetched leaves readiness false; its tokens
+/// get 503 until the keys arrive.
+async fn fetch_issuer_keys(shared: &Shared) {
+    let gateway = shared.gateway.load_full();
+    let issuers: Vec<_> = gateway.authenticator.remote_issuers().cloned().collect();
+    let first = issuers.iter().map(|keys| {
+        let keys = keys.clone();
+        async move {
+            let _ = keys.refresh().await;
+        }
+    });
+    futures_util::future::join_all(first).await;
+    for keys in issuers {
+        tokio::spawn(crate::authn::jwks::refresh_loop(keys));
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}
+
+/// What `portcullis token mint` signs.
+pub struct MintRequest {
+    pub key: PathBuf,
+    pub kid: String,
+    pub alg: Option<String>,
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+    pub scope: String,
+    pub ttl: Duration,
+    pub claims: Vec<String>,
+}
+
+pub fn mint(request: MintRequest) -> ExitCode {
+    match mint_token(&request) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mint_token(request: &MintRequest) -> Result<String, String> {
+    use crate::authn::jwk::Algorithm;
+    use crate::authn::jwt_sign::SigningKey;
+
+    let pem = std::fs::read_to_string(&request.key).map_err(|e| format!("cannot read {}: {e}", request.key.display()))?;
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{} is not a usable PKCS#8 private key: {e}", request.key.display()))?;
+    let alg = match &request.alg {
+        Some(name) => Algorithm::from_name(name).ok_or_else(|| format!("unsupported algorithm {name:?}"))?,
+        None => key.default_algorithm(),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let mut claims = serde_json::json!({
+        "iss": request.issuer,
+        "aud": request.audience,
+        "sub": request.subject,
+        "iat": now,
+        "exp": now + request.ttl.as_secs(),
+        "jti": format!("{:016x}", rand_u64()),
+    });
+    if !request.scope.is_empty() {
+        claims["scope"] = request.scope.clone().into();
+    }
+    for claim in &request.claims {
+        let (name, value) = claim.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found {claim:?}"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        claims[name] = value;
+    }
+    let header = serde_json::json!({ "alg": alg.name(), "typ": "at+jwt", "kid": request.kid });
+    key.sign(alg, &header, &claims).map_err(|e| format!("signing failed: {e}"))
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("the system random source works");
+    u64::from_le_bytes(bytes)
+}
