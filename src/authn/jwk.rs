@@ -121,7 +121,7 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// Why a key could not be used for verification: a JWK that was skipped while
+/// Reason a key cannot be used for verification: a JWK that was skipped while
 /// loading a JWKS, or an invalid HMAC configuration. Messages name the member
 /// or limit involved and never contain key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,13 +143,21 @@ pub enum JwkError {
     UnsupportedAlgorithm,
     /// `alg` names an algorithm that does not fit the key type or curve.
     AlgorithmNotAllowedForKey,
-    RsaModulusTooSmall { bits: usize },
-    RsaModulusTooLarge { bits: usize },
+    RsaModulusTooSmall {
+        bits: usize,
+    },
+    RsaModulusTooLarge {
+        bits: usize,
+    },
     InvalidRsaModulus,
     InvalidRsaExponent,
     /// The algorithm passed to [`VerifyingKey::hmac`] is not `HS256`, `HS384` or `HS512`.
     NotHmacAlgorithm,
-    HmacSecretTooShort { alg: Algorithm, min_bytes: usize, actual_bytes: usize },
+    HmacSecretTooShort {
+        alg: Algorithm,
+        min_bytes: usize,
+        actual_bytes: usize,
+    },
     /// The JWKS already contributed [`MAX_JWKS_KEYS`] usable keys.
     TooManyKeys,
 }
@@ -268,16 +276,28 @@ impl VerifyingKey {
     /// The key verifies only `alg`, which must be an HS algorithm. The secret
     /// must be at least as long as the hash output (32, 48 or 64 bytes), as
     /// RFC 7518 section 3.2 requires.
-    pub fn hmac(secret: &[u8], alg: Algorithm, kid: Option<String>) -> Result<VerifyingKey, JwkError> {
+    pub fn hmac(
+        secret: &[u8],
+        alg: Algorithm,
+        kid: Option<String>,
+    ) -> Result<VerifyingKey, JwkError> {
         let hmac_alg = alg.hmac_algorithm().ok_or(JwkError::NotHmacAlgorithm)?;
 
         let min_bytes = hmac_alg.digest_algorithm().output_len();
         if secret.len() < min_bytes {
-            return Err(JwkError::HmacSecretTooShort { alg, min_bytes, actual_bytes: secret.len() });
+            return Err(JwkError::HmacSecretTooShort {
+                alg,
+                min_bytes,
+                actual_bytes: secret.len(),
+            });
         }
 
         let material = KeyMaterial::Hmac(hmac::Key::new(hmac_alg, secret), alg);
-        Ok(VerifyingKey { kid, alg: Some(alg), material })
+        Ok(VerifyingKey {
+            kid,
+            alg: Some(alg),
+            material,
+        })
     }
 
     /// Parses one public JWK (RFC 7517 section 4, RFC 7518 section 6, RFC 8037).
@@ -363,7 +383,10 @@ impl VerifyingKey {
     }
 }
 
-fn required_str<'a>(object: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, JwkError> {
     optional_str(object, name)?.ok_or(JwkError::MissingMember(name))
 }
 
@@ -378,7 +401,10 @@ fn optional_str<'a>(
     }
 }
 
-fn required_base64url(object: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, JwkError> {
+fn required_base64url(
+    object: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Vec<u8>, JwkError> {
     let encoded = required_str(object, name)?;
     decode_base64url(encoded).map_err(|_| JwkError::InvalidMember(name))
 }
@@ -449,7 +475,9 @@ fn rsa_material(object: &Map<String, Value>) -> Result<KeyMaterial, JwkError> {
 }
 
 fn is_valid_rsa_exponent(e: &[u8]) -> bool {
-    let value = e.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+    let value = e
+        .iter()
+        .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
     (3..(1u64 << 33)).contains(&value) && value & 1 == 1
 }
 
@@ -522,7 +550,11 @@ pub struct SkippedKey {
 impl fmt::Display for SkippedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kid {
-            Some(kid) => write!(f, "key {} (kid {:?}) skipped: {}", self.index, kid, self.reason),
+            Some(kid) => write!(
+                f,
+                "key {} (kid {:?}) skipped: {}",
+                self.index, kid, self.reason
+            ),
             None => write!(f, "key {} (no kid) skipped: {}", self.index, self.reason),
         }
     }
@@ -590,7 +622,11 @@ impl KeySet {
 
             match loaded {
                 Ok(key) => keys.push(key),
-                Err(reason) => skipped.push(SkippedKey { index, kid: string_kid(entry), reason }),
+                Err(reason) => skipped.push(SkippedKey {
+                    index,
+                    kid: string_kid(entry),
+                    reason,
+                }),
             }
         }
 
@@ -656,8 +692,8 @@ mod tests {
         BASE64URL.encode(bytes)
     }
 
-    /// An odd 2048-bit modulus. It is not a real RSA key, but the loader only
-    /// checks size and parity.
+    /// Returns an odd modulus of `bits` bits. It is not a real RSA key, but the
+    /// loader only checks size and parity.
     fn modulus(bits: usize) -> Vec<u8> {
         let mut n = vec![0xffu8; bits.div_ceil(8)];
         let spare = n.len() * 8 - bits;
@@ -686,7 +722,10 @@ mod tests {
 
     #[test]
     fn algorithm_names_are_exact() {
-        let rejected = ["none", "None", "NONE", "nOnE", "", "hs256", "HS256 ", " RS256", "ES512", "RS1", "EDDSA"];
+        let rejected = [
+            "none", "None", "NONE", "nOnE", "", "hs256", "HS256 ", " RS256", "ES512", "RS1",
+            "EDDSA",
+        ];
         for name in rejected {
             assert_eq!(Algorithm::from_name(name), None, "{name:?}");
         }
@@ -710,7 +749,12 @@ mod tests {
         for (jwk, only) in cases {
             let key = VerifyingKey::from_jwk(&jwk).unwrap();
             for alg in Algorithm::ALL {
-                assert_eq!(key.allows(alg), alg == only, "{} with {alg}", key.key_type());
+                assert_eq!(
+                    key.allows(alg),
+                    alg == only,
+                    "{} with {alg}",
+                    key.key_type()
+                );
             }
         }
     }
@@ -737,12 +781,23 @@ mod tests {
 
     #[test]
     fn hmac_secret_length_boundaries() {
-        let cases = [(Algorithm::Hs256, 32), (Algorithm::Hs384, 48), (Algorithm::Hs512, 64)];
+        let cases = [
+            (Algorithm::Hs256, 32),
+            (Algorithm::Hs384, 48),
+            (Algorithm::Hs512, 64),
+        ];
         for (alg, min) in cases {
-            assert!(VerifyingKey::hmac(&vec![1; min], alg, None).is_ok(), "{alg} at {min} bytes");
+            assert!(
+                VerifyingKey::hmac(&vec![1; min], alg, None).is_ok(),
+                "{alg} at {min} bytes"
+            );
             assert_eq!(
                 VerifyingKey::hmac(&vec![1; min - 1], alg, None).unwrap_err(),
-                JwkError::HmacSecretTooShort { alg, min_bytes: min, actual_bytes: min - 1 },
+                JwkError::HmacSecretTooShort {
+                    alg,
+                    min_bytes: min,
+                    actual_bytes: min - 1
+                },
             );
         }
     }
@@ -807,23 +862,71 @@ mod tests {
 
         let cases = [
             (json!([]), JwkError::NotAnObject, "array instead of object"),
-            (json!({"n": "AQAB"}), JwkError::MissingMember("kty"), "no kty"),
-            (json!({"kty": "oct", "k": b64(&[0; 32])}), JwkError::SymmetricKeyNotTrusted, "oct key"),
-            (json!({"kty": "DSA"}), JwkError::UnsupportedKeyType, "unknown kty"),
+            (
+                json!({"n": "AQAB"}),
+                JwkError::MissingMember("kty"),
+                "no kty",
+            ),
+            (
+                json!({"kty": "oct", "k": b64(&[0; 32])}),
+                JwkError::SymmetricKeyNotTrusted,
+                "oct key",
+            ),
+            (
+                json!({"kty": "DSA"}),
+                JwkError::UnsupportedKeyType,
+                "unknown kty",
+            ),
             (ec_jwk("P-521", 66), JwkError::UnsupportedCurve, "P-521"),
-            (json!({"kty": "OKP", "crv": "X25519", "x": b64(&[1; 32])}), JwkError::UnsupportedCurve, "X25519"),
-            (ec_jwk("P-256", 31), JwkError::InvalidMember("x"), "short coordinate"),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&[1; 31])}), JwkError::InvalidMember("x"), "short Ed25519 key"),
-            (json!({"kty": "RSA", "n": "AQAB=", "e": "AQAB"}), JwkError::InvalidMember("n"), "padded base64"),
-            (json!({"kty": "RSA", "e": "AQAB"}), JwkError::MissingMember("n"), "no modulus"),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": b64(&[1; 32])}),
+                JwkError::UnsupportedCurve,
+                "X25519",
+            ),
+            (
+                ec_jwk("P-256", 31),
+                JwkError::InvalidMember("x"),
+                "short coordinate",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&[1; 31])}),
+                JwkError::InvalidMember("x"),
+                "short Ed25519 key",
+            ),
+            (
+                json!({"kty": "RSA", "n": "AQAB=", "e": "AQAB"}),
+                JwkError::InvalidMember("n"),
+                "padded base64",
+            ),
+            (
+                json!({"kty": "RSA", "e": "AQAB"}),
+                JwkError::MissingMember("n"),
+                "no modulus",
+            ),
             (wrong_use, JwkError::NotForSignatures, "use enc"),
-            (ops_without_verify, JwkError::KeyOpsWithoutVerify, "key_ops without verify"),
-            (alg_for_other_type, JwkError::AlgorithmNotAllowedForKey, "ES384 on a P-256 key"),
-            (unknown_alg, JwkError::UnsupportedAlgorithm, "encryption alg"),
+            (
+                ops_without_verify,
+                JwkError::KeyOpsWithoutVerify,
+                "key_ops without verify",
+            ),
+            (
+                alg_for_other_type,
+                JwkError::AlgorithmNotAllowedForKey,
+                "ES384 on a P-256 key",
+            ),
+            (
+                unknown_alg,
+                JwkError::UnsupportedAlgorithm,
+                "encryption alg",
+            ),
             (numeric_kid, JwkError::InvalidMember("kid"), "numeric kid"),
         ];
         for (jwk, expected, description) in cases {
-            assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap_err(), expected, "{description}");
+            assert_eq!(
+                VerifyingKey::from_jwk(&jwk).unwrap_err(),
+                expected,
+                "{description}"
+            );
         }
     }
 
@@ -852,7 +955,10 @@ mod tests {
         assert_eq!(skipped[0].kid.as_deref(), Some("shared"));
         assert_eq!(skipped[0].reason, JwkError::SymmetricKeyNotTrusted);
         assert_eq!(skipped[1].index, 2);
-        assert_eq!(skipped[1].reason, JwkError::RsaModulusTooSmall { bits: 1024 });
+        assert_eq!(
+            skipped[1].reason,
+            JwkError::RsaModulusTooSmall { bits: 1024 }
+        );
     }
 
     #[test]
@@ -872,8 +978,16 @@ mod tests {
         let cases: [(&[u8], JwksError, &str); 5] = [
             (b"[]", JwksError::NotAnObject, "array"),
             (b"{}", JwksError::MissingKeys, "no keys"),
-            (b"{\"keys\": {}}", JwksError::KeysNotAnArray, "keys is an object"),
-            (b"{\"keys\": [], \"keys\": []}", JwksError::InvalidJson(JsonError::DuplicateMember), "repeated keys member"),
+            (
+                b"{\"keys\": {}}",
+                JwksError::KeysNotAnArray,
+                "keys is an object",
+            ),
+            (
+                b"{\"keys\": [], \"keys\": []}",
+                JwksError::InvalidJson(JsonError::DuplicateMember),
+                "repeated keys member",
+            ),
             (
                 b"{\"keys\": [{\"kty\": \"OKP\", \"kty\": \"RSA\"}]}",
                 JwksError::InvalidJson(JsonError::DuplicateMember),
@@ -881,7 +995,11 @@ mod tests {
             ),
         ];
         for (bytes, expected, description) in cases {
-            assert_eq!(KeySet::from_jwks_json(bytes).unwrap_err(), expected, "{description}");
+            assert_eq!(
+                KeySet::from_jwks_json(bytes).unwrap_err(),
+                expected,
+                "{description}"
+            );
         }
         assert!(matches!(
             KeySet::from_jwks_json(b"{\"keys\": [").unwrap_err(),
@@ -890,7 +1008,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_with_kid_need_exact_kid_and_allowed_alg() {
+    fn candidates_match_kid_and_alg() {
         let mut other_ec = ec_jwk("P-256", 32);
         other_ec["kid"] = json!("e2");
         let mut no_kid = ec_jwk("P-256", 32);
@@ -899,13 +1017,28 @@ mod tests {
         let (set, _) = KeySet::from_jwks_json(document.to_string().as_bytes()).unwrap();
 
         let kids = |kid: Option<&str>, alg| -> Vec<Option<String>> {
-            set.candidates(kid, alg).map(|key| key.kid.clone()).collect()
+            set.candidates(kid, alg)
+                .map(|key| key.kid.clone())
+                .collect()
         };
         assert_eq!(kids(Some("e1"), Algorithm::Es256), [Some("e1".to_owned())]);
-        assert!(kids(Some("e1"), Algorithm::Rs256).is_empty(), "kid of an EC key with RS256");
-        assert!(kids(Some("E1"), Algorithm::Es256).is_empty(), "kid differs in case");
-        assert!(kids(Some("r1"), Algorithm::Hs256).is_empty(), "RSA key with HS256");
-        assert_eq!(kids(None, Algorithm::Es256).len(), 3, "every P-256 key without a kid");
+        assert!(
+            kids(Some("e1"), Algorithm::Rs256).is_empty(),
+            "kid of an EC key with RS256"
+        );
+        assert!(
+            kids(Some("E1"), Algorithm::Es256).is_empty(),
+            "kid differs in case"
+        );
+        assert!(
+            kids(Some("r1"), Algorithm::Hs256).is_empty(),
+            "RSA key with HS256"
+        );
+        assert_eq!(
+            kids(None, Algorithm::Es256).len(),
+            3,
+            "every P-256 key without a kid"
+        );
         assert_eq!(kids(None, Algorithm::Ps512), [Some("r1".to_owned())]);
         assert!(set.contains_kid("e2"));
         assert!(!set.contains_kid("missing"));
@@ -913,7 +1046,12 @@ mod tests {
 
     #[test]
     fn debug_output_omits_secret() {
-        let key = VerifyingKey::hmac(b"0123456789abcdef0123456789abcdef", Algorithm::Hs256, Some("k".into())).unwrap();
+        let key = VerifyingKey::hmac(
+            b"0123456789abcdef0123456789abcdef",
+            Algorithm::Hs256,
+            Some("k".into()),
+        )
+        .unwrap();
         let printed = format!("{key:?}");
         assert!(printed.contains("HMAC"), "{printed}");
         assert!(!printed.contains("0123456789"), "{printed}");

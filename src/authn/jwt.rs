@@ -44,7 +44,7 @@ pub fn decode_base64url(encoded: &str) -> Result<Vec<u8>, base64::DecodeError> {
     BASE64URL.decode(encoded)
 }
 
-/// Why a JSON document was rejected by [`parse_json_strict`].
+/// Reason for which [`parse_json_strict`] rejected a JSON document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonError {
     /// Not JSON, nested deeper than serde_json's limit of 128, or trailing data.
@@ -76,15 +76,20 @@ pub fn parse_json_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     let duplicate_found = Cell::new(false);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
 
-    let parsed = StrictValueSeed { duplicate_found: &duplicate_found }
-        .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value));
+    let parsed = StrictValueSeed {
+        duplicate_found: &duplicate_found,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value));
 
     parsed.map_err(|error| {
         if duplicate_found.get() {
             JsonError::DuplicateMember
         } else {
-            JsonError::Syntax { line: error.line(), column: error.column() }
+            JsonError::Syntax {
+                line: error.line(),
+                column: error.column(),
+            }
         }
     })
 }
@@ -163,14 +168,16 @@ impl<'de> Visitor<'de> for StrictValueSeed<'_> {
     }
 }
 
-/// Why a token was rejected. Each variant is one outcome with a stable
+/// Reason for rejecting a token. Each variant is one outcome with a stable
 /// [`TokenError::reason`] code. `Display` never contains token bytes, key
 /// material or claim values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenError {
     /// Not a well-formed JWS or JWT; the detail names the rule that failed.
     Malformed(&'static str),
-    TooLarge { max_bytes: usize },
+    TooLarge {
+        max_bytes: usize,
+    },
     /// `alg` is not one of the supported algorithms (this includes `none`).
     UnsupportedAlgorithm,
     /// The keys with the token's `kid` do not allow its `alg`, or the key set
@@ -232,13 +239,19 @@ impl fmt::Display for TokenError {
             TokenError::KeyNotFound => f.write_str("no verifying key matches the token `kid`"),
             TokenError::BadSignature => f.write_str("token signature is invalid"),
             TokenError::Expired => f.write_str("token has expired"),
-            TokenError::NotYetValid => f.write_str("token is not valid yet (`nbf` is in the future)"),
+            TokenError::NotYetValid => {
+                f.write_str("token is not valid yet (`nbf` is in the future)")
+            }
             TokenError::IssuedInFuture => f.write_str("token `iat` is in the future"),
-            TokenError::IssuerMismatch => f.write_str("token issuer does not match the configured issuer"),
+            TokenError::IssuerMismatch => {
+                f.write_str("token issuer does not match the configured issuer")
+            }
             TokenError::AudienceMismatch => {
                 f.write_str("token audience does not match any configured audience")
             }
-            TokenError::TypMismatch => f.write_str("token `typ` header does not match the required type"),
+            TokenError::TypMismatch => {
+                f.write_str("token `typ` header does not match the required type")
+            }
             TokenError::MissingClaim(name) => write!(f, "token has no `{name}` claim"),
         }
     }
@@ -286,7 +299,11 @@ impl SignedParts<'_> {
         let mut tried_any = false;
         for key in keys.candidates(kid, alg) {
             tried_any = true;
-            if key.verify_signature(alg, self.signing_input.as_bytes(), self.signature.as_slice()) {
+            if key.verify_signature(
+                alg,
+                self.signing_input.as_bytes(),
+                self.signature.as_slice(),
+            ) {
                 return Ok(());
             }
         }
@@ -303,7 +320,11 @@ impl SignedParts<'_> {
             return Err(TokenError::AlgorithmNotAllowedForKey);
         }
 
-        if key.verify_signature(alg, self.signing_input.as_bytes(), self.signature.as_slice()) {
+        if key.verify_signature(
+            alg,
+            self.signing_input.as_bytes(),
+            self.signature.as_slice(),
+        ) {
             Ok(())
         } else {
             Err(TokenError::BadSignature)
@@ -332,7 +353,9 @@ pub struct UnverifiedJws<'a> {
 
 impl fmt::Debug for UnverifiedJws<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnverifiedJws").field("header", &self.parts.header).finish_non_exhaustive()
+        f.debug_struct("UnverifiedJws")
+            .field("header", &self.parts.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -365,13 +388,16 @@ pub struct UnverifiedToken<'a> {
 
 impl fmt::Debug for UnverifiedToken<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnverifiedToken").field("header", &self.parts.header).finish_non_exhaustive()
+        f.debug_struct("UnverifiedToken")
+            .field("header", &self.parts.header)
+            .finish_non_exhaustive()
     }
 }
 
 impl<'a> UnverifiedToken<'a> {
-    /// Returns the `iss` claim before verification. Use it only to choose
-    /// which issuer's keys and rules to verify with.
+    /// Returns the `iss` claim before verification, or `None` when it is absent
+    /// or not a string. Use it only to choose which issuer's keys and rules to
+    /// verify with; nothing about the token is trusted yet.
     pub fn unverified_issuer(&self) -> Option<&str> {
         self.claims.issuer().ok().flatten()
     }
@@ -421,7 +447,11 @@ pub fn parse_jws(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, Tok
         .decode(payload_b64)
         .map_err(|_| TokenError::Malformed("payload is not valid unpadded base64url"))?;
 
-    let parts = SignedParts { header, signing_input, signature };
+    let parts = SignedParts {
+        header,
+        signing_input,
+        signature,
+    };
     Ok(UnverifiedJws { parts, payload })
 }
 
@@ -440,7 +470,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Token
         return Err(TokenError::Malformed("payload is not a JSON object"));
     };
 
-    Ok(UnverifiedToken { parts: jws.parts, claims: Claims::from_map(members) })
+    Ok(UnverifiedToken {
+        parts: jws.parts,
+        claims: Claims::from_map(members),
+    })
 }
 
 fn split_segments(token: &str) -> Result<[&str; 3], TokenError> {
@@ -455,7 +488,9 @@ fn split_segments(token: &str) -> Result<[&str; 3], TokenError> {
         (Some(_), Some(_), 2) => Err(TokenError::Malformed(
             "token has five segments (JWE); only JWS compact serialization is accepted",
         )),
-        _ => Err(TokenError::Malformed("token does not have exactly three segments")),
+        _ => Err(TokenError::Malformed(
+            "token does not have exactly three segments",
+        )),
     }
 }
 
@@ -468,19 +503,21 @@ fn decode_header(header_b64: &str) -> Result<Header, TokenError> {
         JsonError::DuplicateMember => TokenError::Malformed("header repeats a member name"),
         JsonError::Syntax { .. } => TokenError::Malformed("header is not valid JSON"),
     })?;
-    let Value::Object(members) = header else {
+    let Value::Object(mut members) = header else {
         return Err(TokenError::Malformed("header is not a JSON object"));
     };
 
     let alg = header_alg(&members)?;
     check_crit(&members)?;
     if members.contains_key("b64") {
-        return Err(TokenError::Malformed("header parameter `b64` (RFC 7797) is not supported"));
+        return Err(TokenError::Malformed(
+            "header parameter `b64` (RFC 7797) is not supported",
+        ));
     }
-    let kid = header_kid(&members)?;
-    let typ = match members.get("typ") {
+    let kid = header_kid(&mut members)?;
+    let typ = match members.remove("typ") {
         None => None,
-        Some(Value::String(typ)) => Some(typ.clone()),
+        Some(Value::String(typ)) => Some(typ),
         Some(_) => return Err(TokenError::Malformed("header `typ` is not a string")),
     };
 
@@ -490,7 +527,9 @@ fn decode_header(header_b64: &str) -> Result<Header, TokenError> {
 fn header_alg(members: &Map<String, Value>) -> Result<Algorithm, TokenError> {
     match members.get("alg") {
         None => Err(TokenError::Malformed("header has no `alg`")),
-        Some(Value::String(name)) => Algorithm::from_name(name).ok_or(TokenError::UnsupportedAlgorithm),
+        Some(Value::String(name)) => {
+            Algorithm::from_name(name).ok_or(TokenError::UnsupportedAlgorithm)
+        }
         Some(_) => Err(TokenError::Malformed("header `alg` is not a string")),
     }
 }
@@ -510,16 +549,20 @@ fn check_crit(members: &Map<String, Value>) -> Result<(), TokenError> {
         return Err(TokenError::Malformed("header `crit` is an empty array"));
     }
     if !names.iter().all(Value::is_string) {
-        return Err(TokenError::Malformed("header `crit` contains a value that is not a string"));
+        return Err(TokenError::Malformed(
+            "header `crit` contains a value that is not a string",
+        ));
     }
     Err(TokenError::UnknownCrit)
 }
 
-fn header_kid(members: &Map<String, Value>) -> Result<Option<String>, TokenError> {
-    match members.get("kid") {
+fn header_kid(members: &mut Map<String, Value>) -> Result<Option<String>, TokenError> {
+    match members.remove("kid") {
         None => Ok(None),
-        Some(Value::String(kid)) if kid.len() <= MAX_KID_BYTES => Ok(Some(kid.clone())),
-        Some(Value::String(_)) => Err(TokenError::Malformed("header `kid` is longer than 256 bytes")),
+        Some(Value::String(kid)) if kid.len() <= MAX_KID_BYTES => Ok(Some(kid)),
+        Some(Value::String(_)) => Err(TokenError::Malformed(
+            "header `kid` is longer than 256 bytes",
+        )),
         Some(_) => Err(TokenError::Malformed("header `kid` is not a string")),
     }
 }
@@ -531,16 +574,23 @@ fn decode_signature(signature_b64: &str, alg: Algorithm) -> Result<SignatureByte
     // checking first keeps the decode within the inline buffer.
     let max_encoded_len = (MAX_SIGNATURE_BYTES * 4).div_ceil(3);
     if signature_b64.len() > max_encoded_len {
-        return Err(TokenError::Malformed("signature does not have the length `alg` requires"));
+        return Err(TokenError::Malformed(
+            "signature does not have the length `alg` requires",
+        ));
     }
 
-    let mut signature = SignatureBytes { bytes: [0; MAX_SIGNATURE_BYTES], len: 0 };
+    let mut signature = SignatureBytes {
+        bytes: [0; MAX_SIGNATURE_BYTES],
+        len: 0,
+    };
     signature.len = BASE64URL
         .decode_slice(signature_b64, &mut signature.bytes)
         .map_err(|_| invalid)?;
 
     if !signature_length_fits(alg, signature.len) {
-        return Err(TokenError::Malformed("signature does not have the length `alg` requires"));
+        return Err(TokenError::Malformed(
+            "signature does not have the length `alg` requires",
+        ));
     }
     Ok(signature)
 }
@@ -575,14 +625,18 @@ pub struct Claims {
 
 impl fmt::Debug for Claims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Claims").field("names", &self.members.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Claims")
+            .field("names", &self.members.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
 impl Claims {
     /// Wraps claims that were verified elsewhere, such as an introspection response.
     pub fn from_map(members: Map<String, Value>) -> Claims {
-        Claims { members: Arc::new(members) }
+        Claims {
+            members: Arc::new(members),
+        }
     }
 
     pub fn as_map(&self) -> &Map<String, Value> {
@@ -605,7 +659,9 @@ impl Claims {
         const DETAIL: &str = "`aud` claim is not a string or an array of strings";
         match self.members.get("aud") {
             None => Ok(None),
-            Some(value) => string_or_strings(value).map(Some).ok_or(TokenError::Malformed(DETAIL)),
+            Some(value) => string_or_strings(value)
+                .map(Some)
+                .ok_or(TokenError::Malformed(DETAIL)),
         }
     }
 
@@ -652,15 +708,21 @@ impl Claims {
         const DETAIL: &str = "claim is not a space-separated string or an array of strings";
         match self.get(path) {
             None => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.split(' ').filter(|item| !item.is_empty()).collect())),
-            Some(value @ Value::Array(_)) => {
-                string_or_strings(value).map(Some).ok_or(TokenError::Malformed(DETAIL))
-            }
+            Some(Value::String(text)) => Ok(Some(
+                text.split(' ').filter(|item| !item.is_empty()).collect(),
+            )),
+            Some(value @ Value::Array(_)) => string_or_strings(value)
+                .map(Some)
+                .ok_or(TokenError::Malformed(DETAIL)),
             Some(_) => Err(TokenError::Malformed(DETAIL)),
         }
     }
 
-    fn optional_string(&self, name: &str, detail: &'static str) -> Result<Option<&str>, TokenError> {
+    fn optional_string(
+        &self,
+        name: &str,
+        detail: &'static str,
+    ) -> Result<Option<&str>, TokenError> {
         match self.members.get(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -671,7 +733,10 @@ impl Claims {
     fn numeric_date(&self, name: &str, detail: &'static str) -> Result<Option<f64>, TokenError> {
         match self.members.get(name) {
             None => Ok(None),
-            Some(Value::Number(number)) => number.as_f64().map(Some).ok_or(TokenError::Malformed(detail)),
+            Some(Value::Number(number)) => number
+                .as_f64()
+                .map(Some)
+                .ok_or(TokenError::Malformed(detail)),
             Some(_) => Err(TokenError::Malformed(detail)),
         }
     }
@@ -685,7 +750,7 @@ fn string_or_strings(value: &Value) -> Option<Vec<&str>> {
     }
 }
 
-/// What [`validate`] requires of a verified token.
+/// Requirements that [`validate`] checks on a verified token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimRules {
     /// Expected `iss`, compared byte for byte: no case folding, no trailing
@@ -738,7 +803,10 @@ fn check_typ(header: &Header, rules: &ClaimRules) -> Result<(), TokenError> {
     };
 
     let typ = header.typ.as_deref().ok_or(TokenError::TypMismatch)?;
-    if accepted.iter().any(|expected| media_types_equal(typ, expected)) {
+    if accepted
+        .iter()
+        .any(|expected| media_types_equal(typ, expected))
+    {
         Ok(())
     } else {
         Err(TokenError::TypMismatch)
@@ -846,7 +914,12 @@ mod tests {
     }
 
     fn hs256_keys() -> KeySet {
-        KeySet::from_keys(vec![VerifyingKey::hmac(SECRET, Algorithm::Hs256, Some("k1".into())).unwrap()])
+        KeySet::from_keys(vec![VerifyingKey::hmac(
+            SECRET,
+            Algorithm::Hs256,
+            Some("k1".into()),
+        )
+        .unwrap()])
     }
 
     fn rsa() -> SigningKey {
@@ -866,7 +939,9 @@ mod tests {
     /// Builds a token from already-encoded segments, signing the exact signing input.
     fn from_segments(header_b64: &str, payload_b64: &str) -> String {
         let signing_input = format!("{header_b64}.{payload_b64}");
-        let signature = hs256().sign_bytes(Algorithm::Hs256, signing_input.as_bytes()).unwrap();
+        let signature = hs256()
+            .sign_bytes(Algorithm::Hs256, signing_input.as_bytes())
+            .unwrap();
         format!("{signing_input}.{}", BASE64URL.encode(signature))
     }
 
@@ -885,9 +960,32 @@ mod tests {
     fn well_formed_token_parses_and_verifies() {
         let token = raw(HEADER, PAYLOAD);
         let parsed = parse(&token, MAX).unwrap();
-        assert_eq!(parsed.header(), &Header { alg: Algorithm::Hs256, kid: Some("k1".into()), typ: None });
+        assert_eq!(
+            parsed.header(),
+            &Header {
+                alg: Algorithm::Hs256,
+                kid: Some("k1".into()),
+                typ: None
+            }
+        );
         let claims = parsed.verify(&hs256_keys()).unwrap();
         assert_eq!(claims.subject().unwrap(), Some("alice"));
+    }
+
+    #[test]
+    fn unverified_issuer_before_verification() {
+        let token = raw(HEADER, r#"{"iss":"https://issuer.example"}"#);
+        let parsed = parse(&token, MAX).unwrap();
+        assert_eq!(parsed.unverified_issuer(), Some("https://issuer.example"));
+
+        let numeric = raw(HEADER, r#"{"iss":7}"#);
+        assert_eq!(parse(&numeric, MAX).unwrap().unverified_issuer(), None);
+        assert_eq!(
+            parse(&raw(HEADER, PAYLOAD), MAX)
+                .unwrap()
+                .unverified_issuer(),
+            None
+        );
     }
 
     #[test]
@@ -896,7 +994,9 @@ mod tests {
         assert!(parse(&token, token.len()).is_ok(), "exactly at the limit");
         assert_eq!(
             parse(&token, token.len() - 1).unwrap_err(),
-            TokenError::TooLarge { max_bytes: token.len() - 1 }
+            TokenError::TooLarge {
+                max_bytes: token.len() - 1
+            }
         );
     }
 
@@ -911,12 +1011,17 @@ mod tests {
             ("..".to_owned(), "three empty segments"),
         ];
         for (token, description) in cases {
-            assert!(matches!(parse_error(&token), TokenError::Malformed(_)), "{description}");
+            assert!(
+                matches!(parse_error(&token), TokenError::Malformed(_)),
+                "{description}"
+            );
         }
         let jwe = format!("{}.a.b.c.d", b64(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#));
         assert_eq!(
             parse_error(&jwe),
-            TokenError::Malformed("token has five segments (JWE); only JWS compact serialization is accepted")
+            TokenError::Malformed(
+                "token has five segments (JWE); only JWS compact serialization is accepted"
+            )
         );
     }
 
@@ -924,20 +1029,56 @@ mod tests {
     fn base64url_must_be_strict() {
         let header = b64(HEADER);
         let payload = b64(r#"{"sub":"alice?>"}"#);
-        let standard = base64::engine::general_purpose::STANDARD_NO_PAD.encode(r#"{"sub":"alice?>"}"#);
-        assert_ne!(standard, payload, "the payload must contain a URL-safe character");
+        let standard =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(r#"{"sub":"alice?>"}"#);
+        assert_ne!(
+            standard, payload,
+            "the payload must contain a URL-safe character"
+        );
 
         let bad_header = TokenError::Malformed("header is not valid unpadded base64url");
         let bad_payload = TokenError::Malformed("payload is not valid unpadded base64url");
         let cases = [
-            (from_segments(&format!("{header}="), &payload), &bad_header, "padding on the header"),
-            (from_segments(&header, &format!("{payload}=")), &bad_payload, "padding on the payload"),
-            (from_segments(&header, &standard), &bad_payload, "standard alphabet in the payload"),
-            (from_segments(&format!(" {header}"), &payload), &bad_header, "leading space"),
-            (from_segments(&header, &format!("{}\n{}", &payload[..4], &payload[4..])), &bad_payload, "line break"),
-            (from_segments(&header, "AB"), &bad_payload, "non-zero trailing bits"),
-            (from_segments(&header, "A"), &bad_payload, "impossible length"),
-            (from_segments(&header, &format!("{payload}*")), &bad_payload, "byte outside the alphabet"),
+            (
+                from_segments(&format!("{header}="), &payload),
+                &bad_header,
+                "padding on the header",
+            ),
+            (
+                from_segments(&header, &format!("{payload}=")),
+                &bad_payload,
+                "padding on the payload",
+            ),
+            (
+                from_segments(&header, &standard),
+                &bad_payload,
+                "standard alphabet in the payload",
+            ),
+            (
+                from_segments(&format!(" {header}"), &payload),
+                &bad_header,
+                "leading space",
+            ),
+            (
+                from_segments(&header, &format!("{}\n{}", &payload[..4], &payload[4..])),
+                &bad_payload,
+                "line break",
+            ),
+            (
+                from_segments(&header, "AB"),
+                &bad_payload,
+                "non-zero trailing bits",
+            ),
+            (
+                from_segments(&header, "A"),
+                &bad_payload,
+                "impossible length",
+            ),
+            (
+                from_segments(&header, &format!("{payload}*")),
+                &bad_payload,
+                "byte outside the alphabet",
+            ),
         ];
         for (token, expected, description) in cases {
             assert_eq!(&parse_error(&token), expected, "{description}");
@@ -955,16 +1096,55 @@ mod tests {
     #[test]
     fn repeated_member_names_rejected() {
         let cases = [
-            (r#"{"alg":"HS256","alg":"HS256"}"#, PAYLOAD, "header repeats a member name", "same alg twice"),
-            (r#"{"alg":"none","alg":"HS256"}"#, PAYLOAD, "header repeats a member name", "none then HS256"),
-            (r#"{"alg":"HS256","jwk":{"kty":"oct","kty":"RSA"}}"#, PAYLOAD, "header repeats a member name", "nested in header"),
-            (HEADER, r#"{"sub":"alice","sub":"admin"}"#, "payload repeats a member name", "two sub"),
-            (HEADER, r#"{"sub":"alice","\u0073ub":"admin"}"#, "payload repeats a member name", "escaped name"),
-            (HEADER, r#"{"a":[{"b":1,"b":2}]}"#, "payload repeats a member name", "inside an array"),
-            (HEADER, r#"{"realm_access":{"roles":[],"roles":["admin"]}}"#, "payload repeats a member name", "nested object"),
+            (
+                r#"{"alg":"HS256","alg":"HS256"}"#,
+                PAYLOAD,
+                "header repeats a member name",
+                "same alg twice",
+            ),
+            (
+                r#"{"alg":"none","alg":"HS256"}"#,
+                PAYLOAD,
+                "header repeats a member name",
+                "none then HS256",
+            ),
+            (
+                r#"{"alg":"HS256","jwk":{"kty":"oct","kty":"RSA"}}"#,
+                PAYLOAD,
+                "header repeats a member name",
+                "nested in header",
+            ),
+            (
+                HEADER,
+                r#"{"sub":"alice","sub":"admin"}"#,
+                "payload repeats a member name",
+                "two sub",
+            ),
+            (
+                HEADER,
+                r#"{"sub":"alice","\u0073ub":"admin"}"#,
+                "payload repeats a member name",
+                "escaped name",
+            ),
+            (
+                HEADER,
+                r#"{"a":[{"b":1,"b":2}]}"#,
+                "payload repeats a member name",
+                "inside an array",
+            ),
+            (
+                HEADER,
+                r#"{"realm_access":{"roles":[],"roles":["admin"]}}"#,
+                "payload repeats a member name",
+                "nested object",
+            ),
         ];
         for (header, payload, detail, description) in cases {
-            assert_eq!(parse_error(&raw(header, payload)), TokenError::Malformed(detail), "{description}");
+            assert_eq!(
+                parse_error(&raw(header, payload)),
+                TokenError::Malformed(detail),
+                "{description}"
+            );
         }
     }
 
@@ -980,14 +1160,21 @@ mod tests {
             (HEADER, "{\"sub\":\"a\"", "payload is not valid JSON"),
         ];
         for (header, payload, detail) in cases {
-            assert_eq!(parse_error(&raw(header, payload)), TokenError::Malformed(detail), "{header} {payload}");
+            assert_eq!(
+                parse_error(&raw(header, payload)),
+                TokenError::Malformed(detail),
+                "{header} {payload}"
+            );
         }
     }
 
     #[test]
     fn json_nesting_limit_enforced() {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
-        assert!(matches!(parse_json_strict(deep.as_bytes()), Err(JsonError::Syntax { .. })));
+        assert!(matches!(
+            parse_json_strict(deep.as_bytes()),
+            Err(JsonError::Syntax { .. })
+        ));
         let shallow = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
         assert!(parse_json_strict(shallow.as_bytes()).is_ok());
     }
@@ -995,29 +1182,89 @@ mod tests {
     #[test]
     fn alg_must_be_supported() {
         let cases = [
-            (r#"{"alg":"none"}"#, TokenError::UnsupportedAlgorithm, "none"),
-            (r#"{"alg":"None"}"#, TokenError::UnsupportedAlgorithm, "None"),
-            (r#"{"alg":"NONE"}"#, TokenError::UnsupportedAlgorithm, "NONE"),
-            (r#"{"alg":"nOnE"}"#, TokenError::UnsupportedAlgorithm, "nOnE"),
-            (r#"{"alg":"hs256"}"#, TokenError::UnsupportedAlgorithm, "lower case"),
-            (r#"{"alg":"HS256 "}"#, TokenError::UnsupportedAlgorithm, "trailing space"),
-            (r#"{"alg":"ES512"}"#, TokenError::UnsupportedAlgorithm, "ES512"),
-            (r#"{"typ":"JWT"}"#, TokenError::Malformed("header has no `alg`"), "missing alg"),
-            (r#"{"alg":null}"#, TokenError::Malformed("header `alg` is not a string"), "null alg"),
-            (r#"{"alg":["HS256"]}"#, TokenError::Malformed("header `alg` is not a string"), "array alg"),
+            (
+                r#"{"alg":"none"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "none",
+            ),
+            (
+                r#"{"alg":"None"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "None",
+            ),
+            (
+                r#"{"alg":"NONE"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "NONE",
+            ),
+            (
+                r#"{"alg":"nOnE"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "nOnE",
+            ),
+            (
+                r#"{"alg":"hs256"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "lower case",
+            ),
+            (
+                r#"{"alg":"HS256 "}"#,
+                TokenError::UnsupportedAlgorithm,
+                "trailing space",
+            ),
+            (
+                r#"{"alg":"ES512"}"#,
+                TokenError::UnsupportedAlgorithm,
+                "ES512",
+            ),
+            (
+                r#"{"typ":"JWT"}"#,
+                TokenError::Malformed("header has no `alg`"),
+                "missing alg",
+            ),
+            (
+                r#"{"alg":null}"#,
+                TokenError::Malformed("header `alg` is not a string"),
+                "null alg",
+            ),
+            (
+                r#"{"alg":["HS256"]}"#,
+                TokenError::Malformed("header `alg` is not a string"),
+                "array alg",
+            ),
         ];
         for (header, expected, description) in cases {
-            assert_eq!(parse_error(&raw(header, PAYLOAD)), expected, "{description}");
+            assert_eq!(
+                parse_error(&raw(header, PAYLOAD)),
+                expected,
+                "{description}"
+            );
         }
     }
 
     #[test]
     fn crit_and_b64_rejected() {
         let cases = [
-            (r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, TokenError::UnknownCrit, "unknown parameter"),
-            (r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, TokenError::UnknownCrit, "b64 listed in crit"),
-            (r#"{"alg":"HS256","crit":[]}"#, TokenError::Malformed("header `crit` is an empty array"), "empty crit"),
-            (r#"{"alg":"HS256","crit":"exp"}"#, TokenError::Malformed("header `crit` is not an array"), "string crit"),
+            (
+                r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+                TokenError::UnknownCrit,
+                "unknown parameter",
+            ),
+            (
+                r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+                TokenError::UnknownCrit,
+                "b64 listed in crit",
+            ),
+            (
+                r#"{"alg":"HS256","crit":[]}"#,
+                TokenError::Malformed("header `crit` is an empty array"),
+                "empty crit",
+            ),
+            (
+                r#"{"alg":"HS256","crit":"exp"}"#,
+                TokenError::Malformed("header `crit` is not an array"),
+                "string crit",
+            ),
             (
                 r#"{"alg":"HS256","crit":[1]}"#,
                 TokenError::Malformed("header `crit` contains a value that is not a string"),
@@ -1030,27 +1277,46 @@ mod tests {
             ),
         ];
         for (header, expected, description) in cases {
-            assert_eq!(parse_error(&raw(header, PAYLOAD)), expected, "{description}");
+            assert_eq!(
+                parse_error(&raw(header, PAYLOAD)),
+                expected,
+                "{description}"
+            );
         }
     }
 
     #[test]
     fn key_reference_parameters_ignored() {
-        let attacker = SigningKey::hmac(b"attacker-secret-attacker-secret-", Algorithm::Hs256).unwrap();
+        let attacker =
+            SigningKey::hmac(b"attacker-secret-attacker-secret-", Algorithm::Hs256).unwrap();
         let header = r#"{"alg":"HS256","kid":"k1","jku":"http://127.0.0.1:1/jwks","x5u":"http://127.0.0.1:1/x",
             "jwk":{"kty":"oct","k":"YXR0YWNrZXItc2VjcmV0LWF0dGFja2VyLXNlY3JldC0"},"x5c":["AAAA"],"x5t":"AAAA"}"#;
 
-        let forged = attacker.sign_raw(Algorithm::Hs256, header, PAYLOAD).unwrap();
-        assert_eq!(parse(&forged, MAX).unwrap().verify(&hs256_keys()).unwrap_err(), TokenError::BadSignature);
+        let forged = attacker
+            .sign_raw(Algorithm::Hs256, header, PAYLOAD)
+            .unwrap();
+        assert_eq!(
+            parse(&forged, MAX)
+                .unwrap()
+                .verify(&hs256_keys())
+                .unwrap_err(),
+            TokenError::BadSignature
+        );
 
         let genuine = raw(header, PAYLOAD);
-        assert!(parse(&genuine, MAX).unwrap().verify(&hs256_keys()).is_ok(), "same header, configured key");
+        assert!(
+            parse(&genuine, MAX).unwrap().verify(&hs256_keys()).is_ok(),
+            "same header, configured key"
+        );
     }
 
     #[test]
     fn kid_length_boundary() {
         let at_limit = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(MAX_KID_BYTES));
-        let over_limit = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(MAX_KID_BYTES + 1));
+        let over_limit = format!(
+            r#"{{"alg":"HS256","kid":"{}"}}"#,
+            "k".repeat(MAX_KID_BYTES + 1)
+        );
 
         assert!(parse(&raw(&at_limit, PAYLOAD), MAX).is_ok());
         assert_eq!(
@@ -1063,12 +1329,22 @@ mod tests {
     fn header_member_types_checked() {
         let cases = [
             (r#"{"alg":"HS256","kid":1}"#, "header `kid` is not a string"),
-            (r#"{"alg":"HS256","kid":["k1"]}"#, "header `kid` is not a string"),
-            (r#"{"alg":"HS256","kid":null}"#, "header `kid` is not a string"),
+            (
+                r#"{"alg":"HS256","kid":["k1"]}"#,
+                "header `kid` is not a string",
+            ),
+            (
+                r#"{"alg":"HS256","kid":null}"#,
+                "header `kid` is not a string",
+            ),
             (r#"{"alg":"HS256","typ":1}"#, "header `typ` is not a string"),
         ];
         for (header, detail) in cases {
-            assert_eq!(parse_error(&raw(header, PAYLOAD)), TokenError::Malformed(detail), "{header}");
+            assert_eq!(
+                parse_error(&raw(header, PAYLOAD)),
+                TokenError::Malformed(detail),
+                "{header}"
+            );
         }
     }
 
@@ -1084,69 +1360,136 @@ mod tests {
             (Algorithm::Rs256, 256),
         ];
         let payload = b64(PAYLOAD);
-        let wrong_length = TokenError::Malformed("signature does not have the length `alg` requires");
+        let wrong_length =
+            TokenError::Malformed("signature does not have the length `alg` requires");
         for (alg, len) in cases {
             let header = b64(&format!(r#"{{"alg":"{alg}"}}"#));
-            let token_with = |n: usize| format!("{header}.{payload}.{}", BASE64URL.encode(vec![1u8; n]));
+            let token_with =
+                |n: usize| format!("{header}.{payload}.{}", BASE64URL.encode(vec![1u8; n]));
 
-            assert!(parse(&token_with(len), MAX).is_ok(), "{alg} with {len} bytes");
-            assert_eq!(parse_error(&token_with(len - 1)), wrong_length, "{alg} short");
+            assert!(
+                parse(&token_with(len), MAX).is_ok(),
+                "{alg} with {len} bytes"
+            );
+            assert_eq!(
+                parse_error(&token_with(len - 1)),
+                wrong_length,
+                "{alg} short"
+            );
             if !alg.is_rsa() {
-                assert_eq!(parse_error(&token_with(len + 1)), wrong_length, "{alg} long");
+                assert_eq!(
+                    parse_error(&token_with(len + 1)),
+                    wrong_length,
+                    "{alg} long"
+                );
             }
         }
         let rsa_header = b64(r#"{"alg":"RS256"}"#);
-        let rsa_token = |n: usize| format!("{rsa_header}.{payload}.{}", BASE64URL.encode(vec![1u8; n]));
-        assert!(parse(&rsa_token(MAX_SIGNATURE_BYTES), MAX).is_ok(), "RSA-8192 signature");
-        assert_eq!(parse_error(&rsa_token(MAX_SIGNATURE_BYTES + 1)), wrong_length, "RSA over 1024 bytes");
+        let rsa_token =
+            |n: usize| format!("{rsa_header}.{payload}.{}", BASE64URL.encode(vec![1u8; n]));
+        assert!(
+            parse(&rsa_token(MAX_SIGNATURE_BYTES), MAX).is_ok(),
+            "RSA-8192 signature"
+        );
+        assert_eq!(
+            parse_error(&rsa_token(MAX_SIGNATURE_BYTES + 1)),
+            wrong_length,
+            "RSA over 1024 bytes"
+        );
         assert_eq!(parse_error(&rsa_token(0)), wrong_length, "empty signature");
     }
 
     #[test]
     fn hmac_key_never_verifies_rsa_token() {
-        let token = rsa().sign(Algorithm::Rs256, &json!({"kid": "k1"}), &json!({})).unwrap();
+        let token = rsa()
+            .sign(Algorithm::Rs256, &json!({"kid": "k1"}), &json!({}))
+            .unwrap();
         let parsed = parse(&token, MAX).unwrap();
         let hmac_key = VerifyingKey::hmac(SECRET, Algorithm::Hs256, Some("k1".into())).unwrap();
 
-        assert_eq!(parsed.verify(&hs256_keys()).unwrap_err(), TokenError::AlgorithmNotAllowedForKey);
-        assert_eq!(parsed.verify_with(&hmac_key).unwrap_err(), TokenError::AlgorithmNotAllowedForKey);
-        assert!(parsed.verify(&rsa_keys()).is_ok(), "control with the RSA key");
+        assert_eq!(
+            parsed.verify(&hs256_keys()).unwrap_err(),
+            TokenError::AlgorithmNotAllowedForKey
+        );
+        assert_eq!(
+            parsed.verify_with(&hmac_key).unwrap_err(),
+            TokenError::AlgorithmNotAllowedForKey
+        );
+        assert!(
+            parsed.verify(&rsa_keys()).is_ok(),
+            "control with the RSA key"
+        );
     }
 
     #[test]
     fn rsa_key_never_verifies_hmac_token() {
         let public_key_as_secret = rsa().public_key_bytes().unwrap();
         let forger = SigningKey::hmac(&public_key_as_secret, Algorithm::Hs256).unwrap();
-        let token = forger.sign(Algorithm::Hs256, &json!({"kid": "k1"}), &json!({})).unwrap();
+        let token = forger
+            .sign(Algorithm::Hs256, &json!({"kid": "k1"}), &json!({}))
+            .unwrap();
         let parsed = parse(&token, MAX).unwrap();
         let rsa_key = rsa_keys().iter().next().unwrap().clone();
 
-        assert_eq!(parsed.verify(&rsa_keys()).unwrap_err(), TokenError::AlgorithmNotAllowedForKey);
-        assert_eq!(parsed.verify_with(&rsa_key).unwrap_err(), TokenError::AlgorithmNotAllowedForKey);
-        assert!(!rsa_key.verify_signature(Algorithm::Hs256, b"x", &[0; 32]), "direct call is bound too");
+        assert_eq!(
+            parsed.verify(&rsa_keys()).unwrap_err(),
+            TokenError::AlgorithmNotAllowedForKey
+        );
+        assert_eq!(
+            parsed.verify_with(&rsa_key).unwrap_err(),
+            TokenError::AlgorithmNotAllowedForKey
+        );
+        assert!(
+            !rsa_key.verify_signature(Algorithm::Hs256, b"x", &[0; 32]),
+            "direct call is bound too"
+        );
     }
 
     #[test]
     fn key_lookup_outcomes() {
         let keys = hs256_keys();
-        let verify = |header: &str| parse(&raw(header, PAYLOAD), MAX).unwrap().verify(&keys).map(|_| ());
+        let verify = |header: &str| {
+            parse(&raw(header, PAYLOAD), MAX)
+                .unwrap()
+                .verify(&keys)
+                .map(|_| ())
+        };
 
         assert_eq!(verify(r#"{"alg":"HS256","kid":"k1"}"#), Ok(()));
-        assert_eq!(verify(r#"{"alg":"HS256"}"#), Ok(()), "no kid tries every HS256 key");
-        assert_eq!(verify(r#"{"alg":"HS256","kid":"k2"}"#), Err(TokenError::KeyNotFound));
-        assert_eq!(verify(r#"{"alg":"HS256","kid":"K1"}"#), Err(TokenError::KeyNotFound), "kid is case-sensitive");
+        assert_eq!(
+            verify(r#"{"alg":"HS256"}"#),
+            Ok(()),
+            "no kid tries every HS256 key"
+        );
+        assert_eq!(
+            verify(r#"{"alg":"HS256","kid":"k2"}"#),
+            Err(TokenError::KeyNotFound)
+        );
+        assert_eq!(
+            verify(r#"{"alg":"HS256","kid":"K1"}"#),
+            Err(TokenError::KeyNotFound),
+            "kid is case-sensitive"
+        );
 
         let empty = KeySet::default();
         let token = raw(r#"{"alg":"HS256"}"#, PAYLOAD);
-        assert_eq!(parse(&token, MAX).unwrap().verify(&empty).unwrap_err(), TokenError::KeyNotFound);
+        assert_eq!(
+            parse(&token, MAX).unwrap().verify(&empty).unwrap_err(),
+            TokenError::KeyNotFound
+        );
     }
 
     #[test]
     fn kid_matching_key_with_other_algorithm() {
         let signer = SigningKey::hmac(SECRET, Algorithm::Hs384).unwrap();
-        let token = signer.sign(Algorithm::Hs384, &json!({"kid": "k1"}), &json!({})).unwrap();
+        let token = signer
+            .sign(Algorithm::Hs384, &json!({"kid": "k1"}), &json!({}))
+            .unwrap();
         assert_eq!(
-            parse(&token, MAX).unwrap().verify(&hs256_keys()).unwrap_err(),
+            parse(&token, MAX)
+                .unwrap()
+                .verify(&hs256_keys())
+                .unwrap_err(),
             TokenError::AlgorithmNotAllowedForKey
         );
     }
@@ -1158,14 +1501,20 @@ mod tests {
         let token = raw(r#"{"alg":"HS256"}"#, PAYLOAD);
         let parsed = parse(&token, MAX).unwrap();
 
-        assert!(parsed.verify(&KeySet::from_keys(vec![other.clone(), right])).is_ok());
-        assert_eq!(parsed.verify(&KeySet::from_keys(vec![other])).unwrap_err(), TokenError::BadSignature);
+        assert!(parsed
+            .verify(&KeySet::from_keys(vec![other.clone(), right]))
+            .is_ok());
+        assert_eq!(
+            parsed.verify(&KeySet::from_keys(vec![other])).unwrap_err(),
+            TokenError::BadSignature
+        );
     }
 
     #[test]
     fn tampering_breaks_signature() {
         let token = raw(HEADER, PAYLOAD);
-        let [header, _, signature]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
+        let [header, _, signature]: [&str; 3] =
+            token.split('.').collect::<Vec<_>>().try_into().unwrap();
 
         let other_payload = format!("{header}.{}.{signature}", b64(r#"{"sub":"admin"}"#));
         let mut flipped = BASE64URL.decode(signature).unwrap();
@@ -1173,7 +1522,13 @@ mod tests {
         let other_signature = format!("{header}.{}.{}", b64(PAYLOAD), BASE64URL.encode(flipped));
 
         for token in [other_payload, other_signature] {
-            assert_eq!(parse(&token, MAX).unwrap().verify(&hs256_keys()).unwrap_err(), TokenError::BadSignature);
+            assert_eq!(
+                parse(&token, MAX)
+                    .unwrap()
+                    .verify(&hs256_keys())
+                    .unwrap_err(),
+                TokenError::BadSignature
+            );
         }
     }
 
@@ -1181,23 +1536,36 @@ mod tests {
     fn ecdsa_zero_signature_rejected() {
         let signer = SigningKey::generate(Algorithm::Es256).unwrap();
         let key = VerifyingKey::from_jwk(&signer.public_jwk(None).unwrap()).unwrap();
-        let token = signer.sign(Algorithm::Es256, &json!({}), &json!({})).unwrap();
+        let token = signer
+            .sign(Algorithm::Es256, &json!({}), &json!({}))
+            .unwrap();
         let signing_input = token.rsplit_once('.').unwrap().0;
         let zero = format!("{signing_input}.{}", BASE64URL.encode([0u8; 64]));
 
-        assert!(parse(&token, MAX).unwrap().verify_with(&key).is_ok(), "control");
-        assert_eq!(parse(&zero, MAX).unwrap().verify_with(&key).unwrap_err(), TokenError::BadSignature);
+        assert!(
+            parse(&token, MAX).unwrap().verify_with(&key).is_ok(),
+            "control"
+        );
+        assert_eq!(
+            parse(&zero, MAX).unwrap().verify_with(&key).unwrap_err(),
+            TokenError::BadSignature
+        );
     }
 
     #[test]
     fn jws_layer_accepts_any_payload_bytes() {
         let signing_input = format!("{}.{}", b64(HEADER), BASE64URL.encode([0xff, 0x00]));
-        let signature = hs256().sign_bytes(Algorithm::Hs256, signing_input.as_bytes()).unwrap();
+        let signature = hs256()
+            .sign_bytes(Algorithm::Hs256, signing_input.as_bytes())
+            .unwrap();
         let token = format!("{signing_input}.{}", BASE64URL.encode(signature));
 
         let jws = parse_jws(&token, MAX).unwrap();
         assert_eq!(jws.verify(&hs256_keys()).unwrap(), &[0xff, 0x00]);
-        assert_eq!(parse_error(&token), TokenError::Malformed("payload is not valid JSON"));
+        assert_eq!(
+            parse_error(&token),
+            TokenError::Malformed("payload is not valid JSON")
+        );
     }
 
     fn claims(value: Value) -> Claims {
@@ -1206,11 +1574,25 @@ mod tests {
 
     #[test]
     fn audience_accessor_forms() {
-        assert_eq!(claims(json!({"aud": "a"})).audiences().unwrap(), Some(vec!["a"]));
-        assert_eq!(claims(json!({"aud": ["a", "b"]})).audiences().unwrap(), Some(vec!["a", "b"]));
+        assert_eq!(
+            claims(json!({"aud": "a"})).audiences().unwrap(),
+            Some(vec!["a"])
+        );
+        assert_eq!(
+            claims(json!({"aud": ["a", "b"]})).audiences().unwrap(),
+            Some(vec!["a", "b"])
+        );
         assert_eq!(claims(json!({})).audiences().unwrap(), None);
-        for malformed in [json!({"aud": 1}), json!({"aud": ["a", 1]}), json!({"aud": {"a": 1}}), json!({"aud": null})] {
-            assert!(matches!(claims(malformed).audiences(), Err(TokenError::Malformed(_))));
+        for malformed in [
+            json!({"aud": 1}),
+            json!({"aud": ["a", 1]}),
+            json!({"aud": {"a": 1}}),
+            json!({"aud": null}),
+        ] {
+            assert!(matches!(
+                claims(malformed).audiences(),
+                Err(TokenError::Malformed(_))
+            ));
         }
     }
 
@@ -1222,16 +1604,31 @@ mod tests {
         assert_eq!(parsed.issued_at().unwrap(), Some(-1.0));
 
         let strings = claims(json!({"exp": "1700000000", "nbf": null, "iat": true}));
-        assert_eq!(strings.expires_at().unwrap_err(), TokenError::Malformed("`exp` claim is not a number"));
-        assert_eq!(strings.not_before().unwrap_err(), TokenError::Malformed("`nbf` claim is not a number"));
-        assert_eq!(strings.issued_at().unwrap_err(), TokenError::Malformed("`iat` claim is not a number"));
+        assert_eq!(
+            strings.expires_at().unwrap_err(),
+            TokenError::Malformed("`exp` claim is not a number")
+        );
+        assert_eq!(
+            strings.not_before().unwrap_err(),
+            TokenError::Malformed("`nbf` claim is not a number")
+        );
+        assert_eq!(
+            strings.issued_at().unwrap_err(),
+            TokenError::Malformed("`iat` claim is not a number")
+        );
     }
 
     #[test]
     fn string_claim_accessors_reject_other_types() {
         let parsed = claims(json!({"iss": 1, "sub": ["a"]}));
-        assert_eq!(parsed.issuer().unwrap_err(), TokenError::Malformed("`iss` claim is not a string"));
-        assert_eq!(parsed.subject().unwrap_err(), TokenError::Malformed("`sub` claim is not a string"));
+        assert_eq!(
+            parsed.issuer().unwrap_err(),
+            TokenError::Malformed("`iss` claim is not a string")
+        );
+        assert_eq!(
+            parsed.subject().unwrap_err(),
+            TokenError::Malformed("`sub` claim is not a string")
+        );
     }
 
     #[test]
@@ -1243,7 +1640,10 @@ mod tests {
             "text": "x",
         }));
         assert_eq!(parsed.get("realm_access.roles"), Some(&json!(["admin"])));
-        assert_eq!(parsed.get("https://example.com/roles"), Some(&json!(["editor"])));
+        assert_eq!(
+            parsed.get("https://example.com/roles"),
+            Some(&json!(["editor"]))
+        );
         assert_eq!(parsed.get("a.b.c"), Some(&json!(1)));
         assert_eq!(parsed.get("a.x"), None);
         assert_eq!(parsed.get("text.more"), None);
@@ -1259,12 +1659,24 @@ mod tests {
             "number": 3,
             "nested": {"scp": "x y"},
         }));
-        assert_eq!(parsed.string_list("scope").unwrap(), Some(vec!["read", "write"]));
+        assert_eq!(
+            parsed.string_list("scope").unwrap(),
+            Some(vec!["read", "write"])
+        );
         assert_eq!(parsed.string_list("roles").unwrap(), Some(vec!["a", "b"]));
-        assert_eq!(parsed.string_list("nested.scp").unwrap(), Some(vec!["x", "y"]));
+        assert_eq!(
+            parsed.string_list("nested.scp").unwrap(),
+            Some(vec!["x", "y"])
+        );
         assert_eq!(parsed.string_list("missing").unwrap(), None);
-        assert!(matches!(parsed.string_list("bad"), Err(TokenError::Malformed(_))));
-        assert!(matches!(parsed.string_list("number"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            parsed.string_list("bad"),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            parsed.string_list("number"),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -1289,15 +1701,20 @@ mod tests {
     }
 
     fn header(typ: Option<&str>) -> Header {
-        Header { alg: Algorithm::Hs256, kid: None, typ: typ.map(str::to_owned) }
+        Header {
+            alg: Algorithm::Hs256,
+            kid: None,
+            typ: typ.map(str::to_owned),
+        }
     }
 
     /// Claims that pass `rules()` at `NOW`, with `changes` merged in (null removes a claim).
     fn valid_claims(changes: Value) -> Claims {
-        let mut members = json!({"iss": "https://issuer.example", "aud": "api", "exp": NOW + 300.0})
-            .as_object()
-            .unwrap()
-            .clone();
+        let mut members =
+            json!({"iss": "https://issuer.example", "aud": "api", "exp": NOW + 300.0})
+                .as_object()
+                .unwrap()
+                .clone();
         for (name, value) in changes.as_object().unwrap() {
             if value.is_null() {
                 members.remove(name);
@@ -1314,75 +1731,191 @@ mod tests {
 
     #[test]
     fn expiry_boundary() {
-        assert_eq!(check(json!({"exp": NOW - LEEWAY + 1.0})), Ok(()), "one second inside the leeway");
-        assert_eq!(check(json!({"exp": NOW - LEEWAY + 0.001})), Ok(()), "a millisecond inside the leeway");
-        assert_eq!(check(json!({"exp": NOW - LEEWAY})), Err(TokenError::Expired), "exactly exp + leeway");
-        assert_eq!(check(json!({"exp": NOW - LEEWAY - 1.0})), Err(TokenError::Expired));
+        assert_eq!(
+            check(json!({"exp": NOW - LEEWAY + 1.0})),
+            Ok(()),
+            "one second inside the leeway"
+        );
+        assert_eq!(
+            check(json!({"exp": NOW - LEEWAY + 0.001})),
+            Ok(()),
+            "a millisecond inside the leeway"
+        );
+        assert_eq!(
+            check(json!({"exp": NOW - LEEWAY})),
+            Err(TokenError::Expired),
+            "exactly exp + leeway"
+        );
+        assert_eq!(
+            check(json!({"exp": NOW - LEEWAY - 1.0})),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
     fn missing_exp_depends_on_rule() {
-        assert_eq!(check(json!({"exp": null})), Err(TokenError::MissingClaim("exp")));
-        let optional = ClaimRules { require_exp: false, ..rules() };
-        assert_eq!(validate(&header(None), &valid_claims(json!({"exp": null})), &optional, NOW), Ok(()));
+        assert_eq!(
+            check(json!({"exp": null})),
+            Err(TokenError::MissingClaim("exp"))
+        );
+        let optional = ClaimRules {
+            require_exp: false,
+            ..rules()
+        };
+        assert_eq!(
+            validate(
+                &header(None),
+                &valid_claims(json!({"exp": null})),
+                &optional,
+                NOW
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn not_before_boundary() {
-        assert_eq!(check(json!({"nbf": NOW + LEEWAY})), Ok(()), "exactly now + leeway");
-        assert_eq!(check(json!({"nbf": NOW + LEEWAY + 0.5})), Err(TokenError::NotYetValid));
-        assert_eq!(check(json!({"nbf": NOW + LEEWAY + 1.0})), Err(TokenError::NotYetValid));
+        assert_eq!(
+            check(json!({"nbf": NOW + LEEWAY})),
+            Ok(()),
+            "exactly now + leeway"
+        );
+        assert_eq!(
+            check(json!({"nbf": NOW + LEEWAY + 0.5})),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            check(json!({"nbf": NOW + LEEWAY + 1.0})),
+            Err(TokenError::NotYetValid)
+        );
         assert_eq!(check(json!({"nbf": NOW - 1000.0})), Ok(()));
     }
 
     #[test]
     fn issued_at_boundary() {
-        assert_eq!(check(json!({"iat": NOW + LEEWAY})), Ok(()), "exactly now + leeway");
-        assert_eq!(check(json!({"iat": NOW + LEEWAY + 1.0})), Err(TokenError::IssuedInFuture));
+        assert_eq!(
+            check(json!({"iat": NOW + LEEWAY})),
+            Ok(()),
+            "exactly now + leeway"
+        );
+        assert_eq!(
+            check(json!({"iat": NOW + LEEWAY + 1.0})),
+            Err(TokenError::IssuedInFuture)
+        );
         assert_eq!(check(json!({"iat": NOW})), Ok(()));
     }
 
     #[test]
     fn max_iat_age_boundary() {
-        let aged = ClaimRules { max_iat_age: Some(Duration::from_secs(600)), ..rules() };
-        let at = |iat: Value| validate(&header(None), &valid_claims(json!({"iat": iat})), &aged, NOW);
+        let aged = ClaimRules {
+            max_iat_age: Some(Duration::from_secs(600)),
+            ..rules()
+        };
+        let at = |iat: Value| {
+            validate(
+                &header(None),
+                &valid_claims(json!({"iat": iat})),
+                &aged,
+                NOW,
+            )
+        };
 
-        assert_eq!(at(json!(NOW - 600.0 - LEEWAY + 1.0)), Ok(()), "one second before the limit");
-        assert_eq!(at(json!(NOW - 600.0 - LEEWAY)), Err(TokenError::Expired), "exactly at the limit");
+        assert_eq!(
+            at(json!(NOW - 600.0 - LEEWAY + 1.0)),
+            Ok(()),
+            "one second before the limit"
+        );
+        assert_eq!(
+            at(json!(NOW - 600.0 - LEEWAY)),
+            Err(TokenError::Expired),
+            "exactly at the limit"
+        );
         assert_eq!(at(Value::Null), Err(TokenError::MissingClaim("iat")));
     }
 
     #[test]
     fn time_claims_must_be_numbers() {
-        assert!(matches!(check(json!({"exp": "1900000000"})), Err(TokenError::Malformed(_))));
-        assert!(matches!(check(json!({"nbf": "0"})), Err(TokenError::Malformed(_))));
-        assert!(matches!(check(json!({"iat": [1]})), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            check(json!({"exp": "1900000000"})),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(json!({"nbf": "0"})),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(json!({"iat": [1]})),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]
     fn issuer_must_match_exactly() {
         assert_eq!(check(json!({})), Ok(()));
-        assert_eq!(check(json!({"iss": "https://issuer.example/"})), Err(TokenError::IssuerMismatch));
-        assert_eq!(check(json!({"iss": "https://ISSUER.example"})), Err(TokenError::IssuerMismatch));
-        assert_eq!(check(json!({"iss": "https://issuer.example "})), Err(TokenError::IssuerMismatch));
-        assert_eq!(check(json!({"iss": null})), Err(TokenError::MissingClaim("iss")));
-        assert!(matches!(check(json!({"iss": ["https://issuer.example"]})), Err(TokenError::Malformed(_))));
+        assert_eq!(
+            check(json!({"iss": "https://issuer.example/"})),
+            Err(TokenError::IssuerMismatch)
+        );
+        assert_eq!(
+            check(json!({"iss": "https://ISSUER.example"})),
+            Err(TokenError::IssuerMismatch)
+        );
+        assert_eq!(
+            check(json!({"iss": "https://issuer.example "})),
+            Err(TokenError::IssuerMismatch)
+        );
+        assert_eq!(
+            check(json!({"iss": null})),
+            Err(TokenError::MissingClaim("iss"))
+        );
+        assert!(matches!(
+            check(json!({"iss": ["https://issuer.example"]})),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]
     fn audience_must_intersect() {
         assert_eq!(check(json!({"aud": "other-api"})), Ok(()));
-        assert_eq!(check(json!({"aud": ["web", "api"]})), Ok(()), "one of several matches");
-        assert_eq!(check(json!({"aud": "web"})), Err(TokenError::AudienceMismatch));
-        assert_eq!(check(json!({"aud": ["web", "API"]})), Err(TokenError::AudienceMismatch), "case differs");
-        assert_eq!(check(json!({"aud": []})), Err(TokenError::AudienceMismatch));
-        assert_eq!(check(json!({"aud": null})), Err(TokenError::MissingClaim("aud")));
-        assert!(matches!(check(json!({"aud": ["api", 1]})), Err(TokenError::Malformed(_))));
-        assert!(matches!(check(json!({"aud": 1})), Err(TokenError::Malformed(_))));
-
-        let none_configured = ClaimRules { audiences: vec![], ..rules() };
         assert_eq!(
-            validate(&header(None), &valid_claims(json!({})), &none_configured, NOW),
+            check(json!({"aud": ["web", "api"]})),
+            Ok(()),
+            "one of several matches"
+        );
+        assert_eq!(
+            check(json!({"aud": "web"})),
+            Err(TokenError::AudienceMismatch)
+        );
+        assert_eq!(
+            check(json!({"aud": ["web", "API"]})),
+            Err(TokenError::AudienceMismatch),
+            "case differs"
+        );
+        assert_eq!(check(json!({"aud": []})), Err(TokenError::AudienceMismatch));
+        assert_eq!(
+            check(json!({"aud": null})),
+            Err(TokenError::MissingClaim("aud"))
+        );
+        assert!(matches!(
+            check(json!({"aud": ["api", 1]})),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(json!({"aud": 1})),
+            Err(TokenError::Malformed(_))
+        ));
+
+        let none_configured = ClaimRules {
+            audiences: vec![],
+            ..rules()
+        };
+        assert_eq!(
+            validate(
+                &header(None),
+                &valid_claims(json!({})),
+                &none_configured,
+                NOW
+            ),
             Err(TokenError::AudienceMismatch),
             "an empty configured list matches nothing"
         );
@@ -1399,18 +1932,59 @@ mod tests {
         };
 
         assert_eq!(typed(&["at+jwt"], Some("at+jwt")), Ok(()));
-        assert_eq!(typed(&["at+jwt"], Some("AT+JWT")), Ok(()), "case-insensitive");
-        assert_eq!(typed(&["at+jwt"], Some("application/at+jwt")), Ok(()), "prefix on the token");
-        assert_eq!(typed(&["application/at+jwt"], Some("at+jwt")), Ok(()), "prefix in the rule");
+        assert_eq!(
+            typed(&["at+jwt"], Some("AT+JWT")),
+            Ok(()),
+            "case-insensitive"
+        );
+        assert_eq!(
+            typed(&["at+jwt"], Some("application/at+jwt")),
+            Ok(()),
+            "prefix on the token"
+        );
+        assert_eq!(
+            typed(&["application/at+jwt"], Some("at+jwt")),
+            Ok(()),
+            "prefix in the rule"
+        );
         assert_eq!(typed(&["at+jwt"], Some("Application/At+Jwt")), Ok(()));
-        assert_eq!(typed(&["JWT", "at+jwt"], Some("jwt")), Ok(()), "any listed value");
-        assert_eq!(typed(&["at+jwt"], Some("JWT")), Err(TokenError::TypMismatch));
-        assert_eq!(typed(&["at+jwt"], Some("text/at+jwt")), Err(TokenError::TypMismatch), "other media type");
-        assert_eq!(typed(&["at+jwt"], Some("application/application/at+jwt")), Err(TokenError::TypMismatch));
-        assert_eq!(typed(&["at+jwt"], Some("application/")), Err(TokenError::TypMismatch));
-        assert_eq!(typed(&["at+jwt"], None), Err(TokenError::TypMismatch), "missing typ");
-        assert_eq!(typed(&[], Some("at+jwt")), Err(TokenError::TypMismatch), "empty list");
-        assert_eq!(validate(&header(None), &valid_claims(json!({})), &rules(), NOW), Ok(()), "no rule");
+        assert_eq!(
+            typed(&["JWT", "at+jwt"], Some("jwt")),
+            Ok(()),
+            "any listed value"
+        );
+        assert_eq!(
+            typed(&["at+jwt"], Some("JWT")),
+            Err(TokenError::TypMismatch)
+        );
+        assert_eq!(
+            typed(&["at+jwt"], Some("text/at+jwt")),
+            Err(TokenError::TypMismatch),
+            "other media type"
+        );
+        assert_eq!(
+            typed(&["at+jwt"], Some("application/application/at+jwt")),
+            Err(TokenError::TypMismatch)
+        );
+        assert_eq!(
+            typed(&["at+jwt"], Some("application/")),
+            Err(TokenError::TypMismatch)
+        );
+        assert_eq!(
+            typed(&["at+jwt"], None),
+            Err(TokenError::TypMismatch),
+            "missing typ"
+        );
+        assert_eq!(
+            typed(&[], Some("at+jwt")),
+            Err(TokenError::TypMismatch),
+            "empty list"
+        );
+        assert_eq!(
+            validate(&header(None), &valid_claims(json!({})), &rules(), NOW),
+            Ok(()),
+            "no rule"
+        );
     }
 
     #[test]
@@ -1418,8 +1992,14 @@ mod tests {
         let cases = [
             (TokenError::Malformed("x"), "token_malformed"),
             (TokenError::TooLarge { max_bytes: 1 }, "token_too_large"),
-            (TokenError::UnsupportedAlgorithm, "token_algorithm_unsupported"),
-            (TokenError::AlgorithmNotAllowedForKey, "token_algorithm_not_allowed"),
+            (
+                TokenError::UnsupportedAlgorithm,
+                "token_algorithm_unsupported",
+            ),
+            (
+                TokenError::AlgorithmNotAllowedForKey,
+                "token_algorithm_not_allowed",
+            ),
             (TokenError::UnknownCrit, "token_crit_unsupported"),
             (TokenError::KeyNotFound, "token_key_not_found"),
             (TokenError::BadSignature, "token_signature_invalid"),

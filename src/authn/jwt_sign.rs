@@ -8,9 +8,9 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use ring::hmac;
 use serde_json::{json, Value};
 
 use crate::authn::jwk::Algorithm;
@@ -19,11 +19,10 @@ use crate::authn::jwt::BASE64URL;
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
 
-/// Why a key could not be loaded or a token could not be signed. Messages
-/// never contain key material.
+/// Failure to load a key or sign a token. Messages never contain key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignError {
-    /// The PEM text is not one PKCS#8 `PRIVATE KEY` block; the detail says why.
+    /// The PEM text is not one PKCS#8 `PRIVATE KEY` block. The detail names the problem.
     InvalidPem(&'static str),
     /// The DER is not a PKCS#8 RSA (2048 to 4096 bits), P-256, P-384 or Ed25519 key.
     UnsupportedKey,
@@ -48,7 +47,10 @@ impl fmt::Display for SignError {
                 write!(f, "this key type cannot sign with {alg}")
             }
             SignError::CannotGenerate { alg } => {
-                write!(f, "cannot generate a key for {alg}; use ES256, ES384 or EdDSA")
+                write!(
+                    f,
+                    "cannot generate a key for {alg}; use ES256, ES384 or EdDSA"
+                )
             }
             SignError::NotAnObject(what) => write!(f, "{what} is not a JSON object"),
             SignError::CryptoFailure => f.write_str("the cryptographic library failed to sign"),
@@ -75,7 +77,9 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("type", &self.key_type()).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("type", &self.key_type())
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,9 +99,13 @@ impl SigningKey {
 
         let kind = if let Ok(key) = RsaKeyPair::from_pkcs8(der) {
             KeyKind::Rsa(key)
-        } else if let Ok(key) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
+        } else if let Ok(key) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+        {
             KeyKind::EcP256(key)
-        } else if let Ok(key) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der, &rng) {
+        } else if let Ok(key) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der, &rng)
+        {
             KeyKind::EcP384(key)
         } else if let Ok(key) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
             KeyKind::Ed25519(key)
@@ -112,8 +120,12 @@ impl SigningKey {
     /// Any secret length is accepted so that tests can forge tokens with weak
     /// secrets. The verifier rejects secrets shorter than the hash output.
     pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<SigningKey, SignError> {
-        let hmac_alg = alg.hmac_algorithm().ok_or(SignError::AlgorithmNotAllowedForKey { alg })?;
-        Ok(SigningKey { kind: KeyKind::Hmac(hmac::Key::new(hmac_alg, secret), alg) })
+        let hmac_alg = alg
+            .hmac_algorithm()
+            .ok_or(SignError::AlgorithmNotAllowedForKey { alg })?;
+        Ok(SigningKey {
+            kind: KeyKind::Hmac(hmac::Key::new(hmac_alg, secret), alg),
+        })
     }
 
     /// Generates a fresh key for ES256, ES384 or EdDSA. ring cannot generate RSA keys.
@@ -171,8 +183,16 @@ impl SigningKey {
 
     /// Signs a JWT. `header` and `claims` must be JSON objects; the header's
     /// `alg` is set to `alg`, replacing any value it had.
-    pub fn sign(&self, alg: Algorithm, header: &Value, claims: &Value) -> Result<String, SignError> {
-        let mut header = header.as_object().ok_or(SignError::NotAnObject("header"))?.clone();
+    pub fn sign(
+        &self,
+        alg: Algorithm,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<String, SignError> {
+        let mut header = header
+            .as_object()
+            .ok_or(SignError::NotAnObject("header"))?
+            .clone();
         if !claims.is_object() {
             return Err(SignError::NotAnObject("claims"));
         }
@@ -185,7 +205,12 @@ impl SigningKey {
     /// Signs exactly the given header and payload text, without checking that
     /// either is JSON or that the header's `alg` matches `alg`. Tests use it to
     /// forge tokens with repeated members or unusual headers.
-    pub fn sign_raw(&self, alg: Algorithm, header_json: &str, payload_json: &str) -> Result<String, SignError> {
+    pub fn sign_raw(
+        &self,
+        alg: Algorithm,
+        header_json: &str,
+        payload_json: &str,
+    ) -> Result<String, SignError> {
         let mut token = BASE64URL.encode(header_json);
         token.push('.');
         BASE64URL.encode_string(payload_json, &mut token);
@@ -206,7 +231,8 @@ impl SigningKey {
         let rng = SystemRandom::new();
         match &self.kind {
             KeyKind::Rsa(key) => {
-                let encoding = rsa_encoding(alg).ok_or(SignError::AlgorithmNotAllowedForKey { alg })?;
+                let encoding =
+                    rsa_encoding(alg).ok_or(SignError::AlgorithmNotAllowedForKey { alg })?;
                 let mut signature = vec![0; key.public().modulus_len()];
                 key.sign(encoding, &rng, message, &mut signature)
                     .map_err(|_| SignError::CryptoFailure)?;
@@ -276,13 +302,17 @@ impl SigningKey {
 
     fn subject_public_key_info(&self) -> Option<Vec<u8>> {
         // DER of the AlgorithmIdentifier contents for each key type.
-        const RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
-        const EC_P256: &[u8] = &[
-            0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
-            0x01, 0x07,
+        const RSA_ENCRYPTION: &[u8] = &[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
         ];
-        const EC_P384: &[u8] =
-            &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        const EC_P256: &[u8] = &[
+            0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07,
+        ];
+        const EC_P384: &[u8] = &[
+            0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04,
+            0x00, 0x22,
+        ];
         const ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
         let (algorithm, public_key): (&[u8], &[u8]) = match &self.kind {
@@ -345,13 +375,17 @@ fn decode_pem(pem: &str) -> Result<Vec<u8>, SignError> {
         return Err(SignError::InvalidPem(begin_line_problem(text)));
     }
     let Some(body) = text[PEM_BEGIN.len()..].strip_suffix(PEM_END) else {
-        return Err(SignError::InvalidPem("the text does not end with `-----END PRIVATE KEY-----`"));
+        return Err(SignError::InvalidPem(
+            "the text does not end with `-----END PRIVATE KEY-----`",
+        ));
     };
 
     let mut base64_text = String::with_capacity(body.len());
     for line in body.lines() {
         if line.bytes().any(|byte| byte.is_ascii_whitespace()) {
-            return Err(SignError::InvalidPem("a line inside the block contains whitespace"));
+            return Err(SignError::InvalidPem(
+                "a line inside the block contains whitespace",
+            ));
         }
         base64_text.push_str(line);
     }
@@ -364,7 +398,9 @@ fn decode_pem(pem: &str) -> Result<Vec<u8>, SignError> {
 fn begin_line_problem(text: &str) -> &'static str {
     if text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         "encrypted keys are not supported; decrypt with `openssl pkcs8 -in key.pem -out plain.pem`"
-    } else if text.starts_with("-----BEGIN RSA PRIVATE KEY-----") || text.starts_with("-----BEGIN EC PRIVATE KEY-----") {
+    } else if text.starts_with("-----BEGIN RSA PRIVATE KEY-----")
+        || text.starts_with("-----BEGIN EC PRIVATE KEY-----")
+    {
         "expected PKCS#8 `BEGIN PRIVATE KEY`; convert with `openssl pkcs8 -topk8 -nocrypt -in key.pem`"
     } else {
         "the text does not start with `-----BEGIN PRIVATE KEY-----`"
@@ -404,6 +440,49 @@ pub(crate) mod fixtures {
         "MJAtUwj1xettUU9vEQx1Mig=\n",
         "-----END PRIVATE KEY-----\n",
     );
+
+    pub const P256_PKCS8_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKt5T5PegUGKWFvxb\n",
+        "UmSu5BS1pCn9a6A1t3SkTwtYomyhRANCAATqZ5CdKb0n2OvUInAdftojQphZA+AY\n",
+        "B47sn+eNqnUEsml5h1k8NdB92pgGeEULowSvYLZuQAVAAaqwgPsbADnA\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+
+    pub const P384_PKCS8_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDDHQyMJOpuraD4+6MwO\n",
+        "OQLHmlRFKnDMQrjOeZNEIlmPGpkSz5/q89h254QnejowjQihZANiAAQ1lgm1kCAd\n",
+        "qQQzTCyPpRRVWHv0mxwu7zGG3VQKGXCSCIPWl4tgs99UVsucyEzG9T/oOLnFVsxO\n",
+        "v+wr7bzV9NWaBnKO9q2czGNASd9EQ5FSqmnyOO2jBiv8rJlEQUQLnSQ=\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+
+    pub const ED25519_PKCS8_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MC4CAQAwBQYDK2VwBCIEIC5FYXIUN+jvysc7tJJ3v6nrLm+Uqth3SPTbeCNseoGu\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+
+    /// Too small for ring, which signs only with RSA keys of 2048 bits or more.
+    pub const RSA_1024_PKCS8_PEM: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIICdwIBADANBgkqhkiG9w0BAQEFAASCAmEwggJdAgEAAoGBAKdZM1lnWDpNv9Yw\n",
+        "rd4yueuTay05yZLfaCgY03gWowh394aMjBs/f3Sw1KnLYqFZDmXrCI70D2/1DBJh\n",
+        "1/hTWf0b8OjVIpLLmU97yttpja65oimwYxmOUsQnCFrTmTaU4EiB8dMOzznsGsNJ\n",
+        "jpZu7Xvh8rRmB2APkf4tWuSWl+4rAgMBAAECgYBUxA4KfxpljfRZ3hZzsmYSOX3U\n",
+        "Tq0XxCnSBaE39t9l7r5mXNKrCqLYzKkryGWRLLbqUP7oyh73qrwOo5jto+q0RGRQ\n",
+        "JVWtRrJKWgnW52y0iOFAbQct7jX1xbbHyH5JfXeNBgXrsYDkfKcJVWS1hLv6oPCN\n",
+        "pK7cTnHTv3Z3NEgBQQJBANtpXR8Woy+8/ZgZj4PwxHIhx4TqIdlqIAHC22viB6Mq\n",
+        "jeoj/crRv9XghNttPOa4Htg4uqfxGS5elQUauOqnX8MCQQDDQUWdI5NXoVUIhcOS\n",
+        "6jfg3AUl9DWy18SZaBDS7JB8DRGR0+10QuX6YFMgEkYePLW/RJUcGuV0WxgUxOKS\n",
+        "3fl5AkBkReff8FmN1KJU48GZ++vbeSKU1Oe5U+3iwCnFSRxSbn1C90Xibi9s0FoH\n",
+        "agn+K0E1cd+kJuRqM6GJHqhJ3Uo/AkEAwxUI/5qW0TwA4JX9NGFNWR2bCzO3HyvT\n",
+        "Ys6F2KfBKCBKiJ/spHdencz14JpBcl6H3EUikcURsjJ9meqo0cJ0SQJBAKnrzOx+\n",
+        "OXetfEwF2cmOP0BVfbxJP7wM3xGrZI59OdQ+pgZN4UxjlD7MduqhAqcAiC+NUkaL\n",
+        "8lMoenMCzBZoiVY=\n",
+        "-----END PRIVATE KEY-----\n",
+    );
 }
 
 #[cfg(test)]
@@ -421,7 +500,9 @@ mod tests {
     }
 
     fn signed(signer: &SigningKey, alg: Algorithm) -> String {
-        signer.sign(alg, &json!({"kid": "k1"}), &json!({"sub": "alice"})).unwrap()
+        signer
+            .sign(alg, &json!({"kid": "k1"}), &json!({"sub": "alice"}))
+            .unwrap()
     }
 
     #[test]
@@ -433,9 +514,18 @@ mod tests {
             (rsa_key(), Algorithm::Ps256),
             (rsa_key(), Algorithm::Ps384),
             (rsa_key(), Algorithm::Ps512),
-            (SigningKey::generate(Algorithm::Es256).unwrap(), Algorithm::Es256),
-            (SigningKey::generate(Algorithm::Es384).unwrap(), Algorithm::Es384),
-            (SigningKey::generate(Algorithm::EdDsa).unwrap(), Algorithm::EdDsa),
+            (
+                SigningKey::generate(Algorithm::Es256).unwrap(),
+                Algorithm::Es256,
+            ),
+            (
+                SigningKey::generate(Algorithm::Es384).unwrap(),
+                Algorithm::Es384,
+            ),
+            (
+                SigningKey::generate(Algorithm::EdDsa).unwrap(),
+                Algorithm::EdDsa,
+            ),
         ];
         for (signer, alg) in cases {
             let keys = KeySet::from_keys(vec![verifying_key(&signer)]);
@@ -446,13 +536,35 @@ mod tests {
     }
 
     #[test]
+    fn openssl_pkcs8_keys_load_as_their_type() {
+        let cases = [
+            (fixtures::RSA_2048_PKCS8_PEM, "RSA", Algorithm::Rs256),
+            (fixtures::P256_PKCS8_PEM, "EC P-256", Algorithm::Es256),
+            (fixtures::P384_PKCS8_PEM, "EC P-384", Algorithm::Es384),
+            (fixtures::ED25519_PKCS8_PEM, "OKP Ed25519", Algorithm::EdDsa),
+        ];
+        for (pem, key_type, alg) in cases {
+            let signer = SigningKey::from_pkcs8_pem(pem).unwrap();
+            assert_eq!(signer.key_type(), key_type);
+            assert_eq!(signer.default_algorithm(), alg);
+        }
+        assert_eq!(
+            SigningKey::from_pkcs8_pem(fixtures::RSA_1024_PKCS8_PEM).unwrap_err(),
+            SignError::UnsupportedKey
+        );
+    }
+
+    #[test]
     fn hmac_key_signs_tokens_that_verify() {
         let secret = [5u8; 64];
         for alg in [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512] {
             let signer = SigningKey::hmac(&secret, alg).unwrap();
             let key = VerifyingKey::hmac(&secret, alg, Some("k1".into())).unwrap();
             let token = signed(&signer, alg);
-            assert!(jwt::parse(&token, 8192).unwrap().verify_with(&key).is_ok(), "{alg}");
+            assert!(
+                jwt::parse(&token, 8192).unwrap().verify_with(&key).is_ok(),
+                "{alg}"
+            );
         }
     }
 
@@ -460,14 +572,25 @@ mod tests {
     fn signing_rejects_algorithm_of_other_key_type() {
         let signer = rsa_key();
         let error = signer.sign_bytes(Algorithm::Es256, b"x").unwrap_err();
-        assert_eq!(error, SignError::AlgorithmNotAllowedForKey { alg: Algorithm::Es256 });
+        assert_eq!(
+            error,
+            SignError::AlgorithmNotAllowedForKey {
+                alg: Algorithm::Es256
+            }
+        );
         assert!(SigningKey::hmac(b"secret", Algorithm::Rs256).is_err());
     }
 
     #[test]
     fn sign_sets_header_alg() {
         let signer = SigningKey::hmac(&[1; 32], Algorithm::Hs256).unwrap();
-        let token = signer.sign(Algorithm::Hs256, &json!({"alg": "none", "typ": "JWT"}), &json!({})).unwrap();
+        let token = signer
+            .sign(
+                Algorithm::Hs256,
+                &json!({"alg": "none", "typ": "JWT"}),
+                &json!({}),
+            )
+            .unwrap();
         let header = jwt::parse(&token, 8192).unwrap().header().clone();
         assert_eq!(header.alg, Algorithm::Hs256);
         assert_eq!(header.typ.as_deref(), Some("JWT"));
@@ -476,7 +599,9 @@ mod tests {
     #[test]
     fn sign_rejects_non_object_claims() {
         let signer = SigningKey::hmac(&[1; 32], Algorithm::Hs256).unwrap();
-        let error = signer.sign(Algorithm::Hs256, &json!({}), &json!("text")).unwrap_err();
+        let error = signer
+            .sign(Algorithm::Hs256, &json!({}), &json!("text"))
+            .unwrap_err();
         assert_eq!(error, SignError::NotAnObject("claims"));
     }
 
@@ -486,14 +611,30 @@ mod tests {
         assert_eq!(rsa["kty"], "RSA");
         assert_eq!(rsa["e"], "AQAB");
         assert_eq!(rsa["kid"], "r");
-        assert_eq!(jwt::decode_base64url(rsa["n"].as_str().unwrap()).unwrap().len(), 256);
+        assert_eq!(
+            jwt::decode_base64url(rsa["n"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            256
+        );
 
-        let ec = SigningKey::generate(Algorithm::Es384).unwrap().public_jwk(None).unwrap();
+        let ec = SigningKey::generate(Algorithm::Es384)
+            .unwrap()
+            .public_jwk(None)
+            .unwrap();
         assert_eq!(ec["crv"], "P-384");
-        assert_eq!(jwt::decode_base64url(ec["x"].as_str().unwrap()).unwrap().len(), 48);
+        assert_eq!(
+            jwt::decode_base64url(ec["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            48
+        );
         assert!(ec.get("kid").is_none());
 
-        assert!(SigningKey::hmac(&[1; 32], Algorithm::Hs256).unwrap().public_jwk(None).is_none());
+        assert!(SigningKey::hmac(&[1; 32], Algorithm::Hs256)
+            .unwrap()
+            .public_jwk(None)
+            .is_none());
     }
 
     #[test]
@@ -502,13 +643,19 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
         assert!(pem.ends_with("-----END PUBLIC KEY-----\n"));
 
-        let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+        let body: String = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
         let der = STANDARD.decode(body).unwrap();
         // SEQUENCE, two length bytes, then the rsaEncryption AlgorithmIdentifier.
         assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x22]);
         assert_eq!(&der[4..6], &[0x30, 0x0d]);
 
-        let ed = SigningKey::generate(Algorithm::EdDsa).unwrap().subject_public_key_info().unwrap();
+        let ed = SigningKey::generate(Algorithm::EdDsa)
+            .unwrap()
+            .subject_public_key_info()
+            .unwrap();
         assert_eq!(ed.len(), 44, "Ed25519 SPKI is always 44 bytes");
     }
 
@@ -516,19 +663,36 @@ mod tests {
     fn pem_parser_is_strict() {
         let good = fixtures::RSA_2048_PKCS8_PEM;
         let crlf = good.replace('\n', "\r\n");
-        assert!(SigningKey::from_pkcs8_pem(&crlf).is_ok(), "CRLF line endings");
+        assert!(
+            SigningKey::from_pkcs8_pem(&crlf).is_ok(),
+            "CRLF line endings"
+        );
 
         let cases = [
             (format!("junk\n{good}"), "text before the block"),
-            (good.replace("PRIVATE KEY", "RSA PRIVATE KEY"), "PKCS#1 form"),
-            (good.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"), "encrypted form"),
+            (
+                good.replace("PRIVATE KEY", "RSA PRIVATE KEY"),
+                "PKCS#1 form",
+            ),
+            (
+                good.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
+                "encrypted form",
+            ),
             (good.replacen("\n", "\n ", 2), "space inside the block"),
-            (good.trim_end().trim_end_matches("-----END PRIVATE KEY-----").to_owned(), "no end marker"),
+            (
+                good.trim_end()
+                    .trim_end_matches("-----END PRIVATE KEY-----")
+                    .to_owned(),
+                "no end marker",
+            ),
             (good.replacen("M", "*", 1), "non-base64 byte"),
         ];
         for (pem, description) in cases {
             assert!(
-                matches!(SigningKey::from_pkcs8_pem(&pem), Err(SignError::InvalidPem(_))),
+                matches!(
+                    SigningKey::from_pkcs8_pem(&pem),
+                    Err(SignError::InvalidPem(_))
+                ),
                 "{description}"
             );
         }
@@ -536,7 +700,8 @@ mod tests {
 
     #[test]
     fn debug_output_omits_key_material() {
-        let signer = SigningKey::hmac(b"very-secret-value-0123456789abcdef", Algorithm::Hs256).unwrap();
+        let signer =
+            SigningKey::hmac(b"very-secret-value-0123456789abcdef", Algorithm::Hs256).unwrap();
         let printed = format!("{signer:?}");
         assert!(printed.contains("HMAC"), "{printed}");
         assert!(!printed.contains("very-secret"), "{printed}");

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests
+# need (Node packages from the committed lockfiles), then the Rust unit and
+# end-to-end tests, the Node fixture self-tests and the quickstart smoke
+# test. Exits non-zero on any failure.
+#
+# Needs: cargo, node (20 or later), npm, curl. Ports 3000, 8080 and 9090 on
+# 127.0.0.1 must be free for the quickstart smoke test; the other tests pick
+# free ports themselves.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+step() { printf '\n== %s\n' "$*"; }
+
+for tool in cargo node npm curl; do
+  command -v "$tool" >/dev/null || { echo "error: $tool not found; install it and run again" >&2; exit 1; }
+done
+
+step "Installing Node packages (npm ci)"
+(cd examples/users-api && npm ci --silent --no-audit --no-fund)
+(cd tests/fixtures && npm ci --silent --no-audit --no-fund)
+
+step "Node fixture self-tests"
+(cd examples/users-api && npm test --silent)
+(cd tests/fixtures && npm test --silent)
+
+step "Rust tests (unit, end-to-end, Wycheproof)"
+cargo test --all-targets --no-fail-fast
+
+step "Quickstart smoke test"
+./scripts/quickstart.sh --exit > target/quickstart.log 2>&1 || { cat target/quickstart.log; exit 1; }
+for expected in "200 OK" "401 Unauthorized" "403 Forbidden" "429 Too Many Requests"; do
+  grep -q "$expected" target/quickstart.log || { cat target/quickstart.log; echo "quickstart did not show $expected" >&2; exit 1; }
+done
+echo "quickstart showed 200, 401, 403 and 429"
+
+step "All tests passed"
