@@ -49,11 +49,18 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
             return ExitCode::FAILURE;
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker thread runs on the lighter single-threaded scheduler: no
+    // work stealing and no cross-thread wake-ups.
+    let mut runtime = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(count) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(count.max(1));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(threads) = threads {
-        runtime.worker_threads(threads.max(1));
-    }
     let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -22,20 +22,37 @@ pub fn extract(headers: &HeaderMap) -> Result<&str, BearerError> {
     if values.next().is_some() {
         return Err(BearerError::Malformed);
     }
-    let text = value.to_str().map_err(|_| BearerError::Malformed)?;
-    let (scheme, token) = text.split_once(' ').ok_or(BearerError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || !is_token68(token) {
+    let bytes = value.as_bytes();
+    let (scheme, token) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => return Err(BearerError::Malformed),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !is_token68(token) {
         return Err(BearerError::Malformed);
     }
-    Ok(token)
+    // token68 bytes are ASCII, so this conversion cannot fail.
+    std::str::from_utf8(token).map_err(|_| BearerError::Malformed)
 }
 
 /// token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+fn is_token68(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    // A fold without early exit keeps the loop branch-free: it runs over
+    // every byte of every token.
+    !body.is_empty() && body.iter().fold(true, |valid, &b| valid & TOKEN68[b as usize])
 }
+
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        byte += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
+use http::uri::Authority;
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
@@ -66,8 +67,9 @@ impl Upstreams {
     /// original query) and returns the response with a streaming body.
     pub async fn send(&self, upstream: &UpstreamConfig, mut parts: Parts, path: &str, body: Body) -> Result<Response<Body>, UpstreamError> {
         let client = &self.clients[&upstream.name];
+        let client_authority = parts.uri.authority().cloned();
         parts.uri = upstream_uri(upstream, path, parts.uri.query())?;
-        set_host(&mut parts, upstream);
+        set_host(&mut parts, client_authority, upstream);
         parts.version = Version::HTTP_11;
 
         let request = Request::from_parts(parts, body);
@@ -124,14 +126,15 @@ fn upstream_uri(upstream: &UpstreamConfig, path: &str, query: Option<&str>) -> R
     target.parse().map_err(|_| UpstreamError::Protocol("the upstream URL could not be built".into()))
 }
 
-/// Keeps the client's `Host` (HTTP/2 carries it as `:authority`) or uses
-/// the upstream's, as configured.
-fn set_host(parts: &mut Parts, upstream: &UpstreamConfig) {
+/// Keeps the client's `Host` (HTTP/2 carries it as `:authority`, passed in
+/// as `client_authority` because the URI is already rewritten) or uses the
+/// upstream's, as configured.
+fn set_host(parts: &mut Parts, client_authority: Option<Authority>, upstream: &UpstreamConfig) {
     if upstream.preserve_host {
         if parts.headers.contains_key(header::HOST) {
             return;
         }
-        if let Some(authority) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(authority) = client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             parts.headers.insert(header::HOST, authority);
             return;
         }
