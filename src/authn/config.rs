@@ -18,6 +18,10 @@ pub struct AuthnConfig {
     /// Tokens longer than this are rejected before any parsing. Default 8 KiB.
     pub max_token_bytes: usize,
     pub token_cache: TokenCacheConfig,
+    /// Forward the `Authorization` header to the upstream after
+    /// verification. Default false: the upstream receives the verified
+    /// identity headers instead, and the token cannot leak from its logs.
+    pub forward_token: bool,
 }
 
 /// The verified-token cache: tokens already verified are not verified
@@ -124,12 +128,14 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<AuthnConfig> {
         issuers: Vec::new(),
         max_token_bytes: 8 * 1024,
         token_cache: TokenCacheConfig { enabled: true, max_entries: 100_000, max_ttl: Duration::from_secs(300) },
+        forward_token: false,
     };
     let Some(map) = top.map("authentication") else {
         return top.get("authentication").is_none().then_some(config);
     };
     let mut ok = true;
     config.max_token_bytes = map.byte_size("max_token_bytes", 256, 1 << 20).map_or(config.max_token_bytes, |v| v as usize);
+    config.forward_token = map.bool("forward_token").unwrap_or(false);
     if let Some(cache) = map.map("token_cache") {
         let c = &mut config.token_cache;
         c.enabled = cache.bool("enabled").unwrap_or(c.enabled);

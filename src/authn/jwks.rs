@@ -132,9 +132,10 @@ impl IssuerKeys {
     }
 
     /// Fetches the keys now (at startup and from the refresh task).
+    /// It does not start the unknown-`kid` cooldown, so a key rotated in just
+    /// after a scheduled fetch is still picked up at once.
     pub async fn refresh(&self) -> Result<(), String> {
-        let mut last_attempt = self.fetch_lock.lock().await;
-        *last_attempt = Some(Instant::now());
+        let _serialized = self.fetch_lock.lock().await;
         let result = self.fetch_and_store("scheduled").await;
         self.generation.fetch_add(1, Ordering::AcqRel);
         result.map(|_| ())

@@ -119,9 +119,11 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
     let rate_limits = crate::ratelimit::config::read_policies(top);
-    let global_rate_limits = crate::ratelimit::config::read_global(top, rate_limits.as_ref());
+    let global_rate_limits = crate::ratelimit::config::read_global(top, &declared_names(top, "rate_limits"), rate_limits.as_ref());
+    let declared = Declared { upstreams: declared_names(top, "upstreams"), rate_limits: declared_names(top, "rate_limits") };
     let routes = crate::route::config::read_routes(
         top,
+        &declared,
         upstreams.as_ref(),
         rate_limits.as_ref(),
         authentication.as_ref(),
@@ -139,6 +141,22 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         routes: routes?.into_iter().map(Arc::new).collect(),
         base_dir: base_dir.to_path_buf(),
     })
+}
+
+/// Names declared in the sections other sections refer to, known even when
+/// an entry itself is invalid, so a reference to it is not reported twice.
+pub struct Declared {
+    pub upstreams: Vec<String>,
+    pub rate_limits: Vec<String>,
+}
+
+fn declared_names(top: &MapReader, key: &'static str) -> Vec<String> {
+    match top.get(key).map(|node| &node.value) {
+        Some(yaml::Value::Mapping(entries)) => {
+            entries.iter().filter_map(|(k, _)| reader::scalar_text(k).map(str::to_string)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Resolves a path from the file against the file's directory.

@@ -192,6 +192,9 @@ impl Gateway {
     ) -> Result<Response<Body>, Rejection> {
         if let Some(identity) = &context.identity {
             self.config.identity_headers.insert(&mut parts.headers, identity);
+            if !self.config.authentication.forward_token {
+                parts.headers.remove(header::AUTHORIZATION);
+            }
         }
         parts.headers.insert(header::HeaderName::from_static("x-forwarded-for"), normalized.forwarded_for);
         let proto = if normalized.tls { "https" } else { "http" };

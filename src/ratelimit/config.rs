@@ -33,6 +33,9 @@ pub struct RateLimitPolicy {
     pub key: Vec<KeyPart>,
 }
 
+/// One year as humantime counts it (365.25 days), so messages print "1year".
+const MAX_PERIOD: Duration = Duration::from_secs(31_557_600);
+
 const KEY_PARTS: &[&str] = &["ip", "subject", "client", "route", "claim:<path>"];
 
 pub fn read_policies(top: &MapReader) -> Option<HashMap<String, Arc<RateLimitPolicy>>> {
@@ -74,7 +77,7 @@ fn read_policy(map: &MapReader, name: &str) -> Option<RateLimitPolicy> {
     if map.get("requests").is_none() {
         map.missing("requests", "the number of requests allowed per period");
     }
-    let period = map.duration("per", Duration::from_millis(1), Duration::from_secs(366 * 24 * 3600));
+    let period = map.duration("per", Duration::from_millis(1), MAX_PERIOD);
     if map.get("per").is_none() {
         map.missing("per", "a period such as 1s, 1m or 1h");
     }
@@ -137,33 +140,37 @@ fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
 /// Reads `global_rate_limits`: names of policies applied to every route.
 pub fn read_global(
     top: &MapReader,
+    declared: &[String],
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
 ) -> Option<Vec<Arc<RateLimitPolicy>>> {
-    resolve_names(top, "global_rate_limits", policies)
+    resolve_names(top, "global_rate_limits", declared, policies)
 }
 
-/// Resolves a list of policy names (or a single name) under `key`.
+/// Resolves a list of policy names (or a single name) under `key`. A name
+/// that is declared but whose policy is invalid was already reported.
 pub fn resolve_names(
     map: &MapReader,
     key: &'static str,
+    declared: &[String],
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
 ) -> Option<Vec<Arc<RateLimitPolicy>>> {
     let Some(node) = map.get(key) else { return Some(Vec::new()) };
     let names = map.strings(key)?;
-    let policies = policies?;
     let mut resolved = Vec::new();
     let mut ok = true;
     for name in names {
-        match policies.get(&name) {
-            Some(policy) => resolved.push(policy.clone()),
-            None => {
-                let mut message = format!("no rate-limit policy named {name:?} in rate_limits");
-                if let Some(s) = crate::config::reader::did_you_mean(&name, policies.keys().map(String::as_str)) {
-                    message.push_str(&format!("; did you mean {s:?}?"));
-                }
-                map.problems.at(node, &map.child_path(key), message);
-                ok = false;
+        if !declared.contains(&name) {
+            let mut message = format!("no rate-limit policy named {name:?} in rate_limits");
+            if let Some(s) = crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str)) {
+                message.push_str(&format!("; did you mean {s:?}?"));
             }
+            map.problems.at(node, &map.child_path(key), message);
+            ok = false;
+            continue;
+        }
+        match policies.and_then(|p| p.get(&name)) {
+            Some(policy) => resolved.push(policy.clone()),
+            None => ok = false,
         }
     }
     ok.then_some(resolved)

@@ -9,6 +9,7 @@ use regex::Regex;
 
 use crate::authn::config::AuthnConfig;
 use crate::config::reader::{found, list_items, scalar_text, MapReader};
+use crate::config::Declared;
 use crate::proxy::config::UpstreamConfig;
 use crate::ratelimit::config::RateLimitPolicy;
 
@@ -69,6 +70,7 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 pub fn read_routes(
     top: &MapReader,
+    declared: &Declared,
     upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
     authn: Option<&AuthnConfig>,
@@ -88,7 +90,7 @@ pub fn read_routes(
             ok = false;
             continue;
         };
-        let route = read_route(&map, upstreams, policies, authn);
+        let route = read_route(&map, declared, upstreams, policies, authn);
         if let Some(route) = &route {
             if let Some(line) = seen_ids.insert(route.id.clone(), node.line) {
                 map.problems.at(node, &map.child_path("id"), format!("duplicate route id {:?}; it was first used on line {line}", route.id));
@@ -128,13 +130,14 @@ fn check_overlap(map: &MapReader, route: &RouteConfig, earlier: &[RouteConfig], 
 
 fn read_route(
     map: &MapReader,
+    declared: &Declared,
     upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
     authn: Option<&AuthnConfig>,
 ) -> Option<RouteConfig> {
     let id = map.required_string("id", "a route id such as list-users");
-    let (path, methods) = read_match(map)?;
-    let upstream = read_upstream_ref(map, upstreams);
+    let matched = read_match(map);
+    let upstream = read_upstream_ref(map, &declared.upstreams, upstreams);
     let authentication = match map.choice("authentication", &["required", "none"]) {
         Some("none") => Some(AuthMode::None),
         Some(_) => Some(AuthMode::Required),
@@ -142,11 +145,12 @@ fn read_route(
         None => Some(AuthMode::Required),
     };
     let require = read_requirements(map);
-    let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", policies);
+    let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", &declared.rate_limits, policies);
     let sensitive = map.bool("sensitive").unwrap_or(false);
     let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
     let bad_body = max_body_bytes.is_none() && map.get("max_body_bytes").is_some();
 
+    let (path, methods) = matched?;
     let id = id?;
     if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || id.len() > 64 {
         map.problems.at(map.get("id").unwrap(), &map.child_path("id"), "expected letters, digits, '-' and '_' (at most 64)");
@@ -233,19 +237,23 @@ fn read_methods(matcher: &MapReader) -> Option<Vec<Method>> {
     ok.then_some(methods)
 }
 
-fn read_upstream_ref(map: &MapReader, upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>) -> Option<Arc<UpstreamConfig>> {
+fn read_upstream_ref(
+    map: &MapReader,
+    declared: &[String],
+    upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
+) -> Option<Arc<UpstreamConfig>> {
     let name = map.required_string("upstream", "the name of an entry in upstreams")?;
-    let upstreams = upstreams?;
-    if let Some(upstream) = upstreams.get(&name) {
-        return Some(upstream.clone());
+    if !declared.contains(&name) {
+        let node = map.get("upstream").unwrap();
+        let mut message = format!("no upstream named {name:?} in upstreams");
+        if let Some(s) = crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str)) {
+            message.push_str(&format!("; did you mean {s:?}?"));
+        }
+        map.problems.at(node, &map.child_path("upstream"), message);
+        return None;
     }
-    let node = map.get("upstream").unwrap();
-    let mut message = format!("no upstream named {name:?} in upstreams");
-    if let Some(s) = crate::config::reader::did_you_mean(&name, upstreams.keys().map(String::as_str)) {
-        message.push_str(&format!("; did you mean {s:?}?"));
-    }
-    map.problems.at(node, &map.child_path("upstream"), message);
-    None
+    // A declared upstream missing here was invalid and is reported already.
+    upstreams?.get(&name).cloned()
 }
 
 fn read_requirements(map: &MapReader) -> Option<Requirements> {

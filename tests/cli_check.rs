@@ -1,0 +1,152 @@
+//! `portcullis check` and `serve` on valid and invalid configuration files:
+//! every problem reported at once with its location, exact text, no secret
+//! values, and `serve` refusing to start on the same problems.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn portcullis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+fn write_config(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("writing the config");
+    (dir, path)
+}
+
+fn check(path: &PathBuf) -> Output {
+    portcullis().args(["check", "-c"]).arg(path).output().expect("running portcullis check")
+}
+
+fn stderr_lines(output: &Output, dir: &tempfile::TempDir) -> Vec<String> {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let prefix = format!("{}/", dir.path().display());
+    text.lines().map(|line| line.replace(&prefix, "")).collect()
+}
+
+const BROKEN: &str = "\
+server:
+  address: 127.0.0.1:99999
+upstreams:
+  users:
+    url: ftp://example.com
+authentication:
+  issuers:
+    - issuer: https://issuer.test
+      audiences: [users-api]
+      discovery: true
+      clock_skw: 30s
+rate_limits:
+  per-subject: { requests: 10, per: often, key: [subjct] }
+routes:
+  - id: list-users
+    match: { path: /users, methods: [GET, FETCH] }
+    upstream: user
+    rate_limits: per-subjects
+";
+
+#[test]
+fn check_reports_every_problem_with_location() {
+    let (dir, path) = write_config("broken.yaml", BROKEN);
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    let expected = [
+        "broken.yaml:2:12: server.address: expected an IP address and port such as 127.0.0.1:8080, found \"127.0.0.1:99999\"",
+        "broken.yaml:5:10: upstreams.users.url: expected an http:// or https:// URL without a query, found \"ftp://example.com\"",
+        "broken.yaml:11:7: authentication.issuers[0].clock_skw: unknown key \"clock_skw\"; did you mean \"clock_skew\"?",
+        "broken.yaml:13:37: rate_limits.per-subject.per: expected a duration from 1ms to 1year such as 500ms, 30s or 5m, found \"often\"",
+        "broken.yaml:13:50: rate_limits.per-subject.key[0]: expected one of ip, subject, client, route, claim:<path>, found \"subjct\"; did you mean \"subject\"?",
+        "broken.yaml:16:43: routes[0].match.methods[1]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, found \"FETCH\"",
+        "broken.yaml:17:15: routes[0].upstream: no upstream named \"user\" in upstreams; did you mean \"users\"?",
+        "broken.yaml:18:18: routes[0].rate_limits: no rate-limit policy named \"per-subjects\" in rate_limits; did you mean \"per-subject\"?",
+        "8 problems found",
+    ];
+    for line in expected {
+        assert!(lines.iter().any(|l| l == line), "missing line:\n{line}\nin:\n{}", lines.join("\n"));
+    }
+    assert_eq!(lines.len(), expected.len(), "unexpected output:\n{}", lines.join("\n"));
+}
+
+#[test]
+fn serve_refuses_invalid_config() {
+    let (_dir, path) = write_config("broken.yaml", BROKEN);
+    let output = portcullis().args(["serve", "-c"]).arg(&path).output().expect("running portcullis serve");
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("8 problems found"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_example_config() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/users-api/portcullis.yaml");
+    let output = check(&path);
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.ends_with(": ok (4 routes, 1 upstreams, 1 issuers)\n"), "{stdout}");
+}
+
+#[test]
+fn secret_value_never_printed() {
+    let secret = "short-secret-value-9f3a";
+    let config = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+authentication:
+  issuers:
+    - issuer: https://issuer.test
+      audiences: [api]
+      algorithm: HS256
+      secret: { env: PORTCULLIS_TEST_WEAK_SECRET }
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+";
+    let (dir, path) = write_config("secret.yaml", config);
+    let output = portcullis()
+        .args(["check", "-c"])
+        .arg(&path)
+        .env("PORTCULLIS_TEST_WEAK_SECRET", secret)
+        .output()
+        .expect("running portcullis check");
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert!(lines[0].starts_with("secret.yaml:8:15: authentication.issuers[0].secret: unusable secret:"), "{lines:?}");
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains(secret), "the secret value was printed: {all}");
+}
+
+#[test]
+fn missing_sections_reported() {
+    let (dir, path) = write_config("empty.yaml", "# nothing here\n");
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert_eq!(
+        lines,
+        [
+            "empty.yaml:1:1: upstreams: missing; expected a mapping of upstream names to { url: ... }",
+            "empty.yaml:1:1: routes: missing; expected a list of routes; requests that match no route get 404",
+            "2 problems found",
+        ]
+    );
+}
+
+#[test]
+fn invalid_yaml_reports_position() {
+    let (dir, path) = write_config("syntax.yaml", "routes: [\n  { id: a\n");
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert!(lines[0].starts_with("syntax.yaml:"), "{lines:?}");
+    assert!(lines[0].contains("invalid YAML"), "{lines:?}");
+}
