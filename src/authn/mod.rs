@@ -145,6 +145,12 @@ impl Authenticator {
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
             if let Some(identity) = cache.get(digest, now) {
                 self.metrics.token_cache("hit");
+                // A token verified earlier is only as good as its issuer's
+                // keys: once they are stale beyond the bound, fail closed.
+                let keys_usable = self.issuers.get(&identity.issuer).is_some_and(|keys| keys.has_usable_keys());
+                if !keys_usable {
+                    return Err(AuthnError::KeysUnavailable);
+                }
                 return Ok(identity);
             }
             self.metrics.token_cache("miss");
