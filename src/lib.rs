@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod protect;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod route;
 pub mod run;
 pub mod upstream_headers;

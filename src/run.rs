@@ -9,9 +9,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::admin::metrics::Metrics;
 use crate::config::{Config, ConfigErrors};
-use crate::pipeline::{Gateway, Shared};
+use crate::pipeline::{Durable, Gateway, Shared};
 
 /// Loads the configuration from a file, or the embedded default.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
@@ -68,7 +67,7 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = message.as_str(), "gateway stopped");
@@ -86,13 +85,12 @@ fn init_logging(filter: Option<String>) {
     tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
 }
 
-async fn run(config: Arc<Config>) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::new());
-    let fetcher = crate::authn::fetch::Fetcher::new();
-    let gateway = Gateway::new(config.clone(), metrics.clone(), fetcher)?;
-    let shared = Arc::new(Shared { gateway: ArcSwap::from_pointee(gateway), metrics });
-
-    fetch_issuer_keys(&shared).await;
+async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
+    let durable = Durable::new();
+    let gateway = Gateway::new(config.clone(), &durable, None)?;
+    start_issuer_keys(&gateway).await;
+    let shared = Arc::new(Shared { gateway: ArcSwap::from_pointee(gateway), metrics: durable.metrics.clone() });
+    shared.metrics.config_loaded(1, true);
 
     let tls = match &config.server.tls {
         Some(tls) => Some(crate::proxy::tls::acceptor(tls, config.server.http2)?),
@@ -113,6 +111,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         "gateway started"
     );
 
+    if let Some(path) = path {
+        let reloader = Arc::new(crate::reload::Reloader::new(path, shared.clone(), durable));
+        tokio::spawn(reloader.clone().on_sighup());
+        tokio::spawn(reloader.watch_file());
+    }
+
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -123,14 +127,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     Ok(())
 }
 
-/// Fetches every remote issuer's keys once before serving (bounded by each
-/// issuer's fetch timeout), then keeps them fresh in the background. An
-/// issuer whose keys cannot be fetched leaves readiness false; its tokens
-/// get 503 until the keys arrive.
-async fn fetch_issuer_keys(shared: &Shared) {
-    let gateway = shared.gateway.load_full();
+/// Fetches the keys of every remote issuer that has none yet (bounded by
+/// each issuer's fetch timeout), then keeps them fresh in the background
+/// for as long as `gateway` lives. An issuer whose keys cannot be fetched
+/// leaves readiness false; its tokens get 503 until the keys arrive.
+pub async fn start_issuer_keys(gateway: &Gateway) {
     let issuers: Vec<_> = gateway.authenticator.remote_issuers().cloned().collect();
-    let first = issuers.iter().map(|keys| {
+    let first = issuers.iter().filter(|keys| !keys.has_usable_keys()).map(|keys| {
         let keys = keys.clone();
         async move {
             let _ = keys.refresh().await;
@@ -138,7 +141,7 @@ async fn fetch_issuer_keys(shared: &Shared) {
     });
     futures_util::future::join_all(first).await;
     for keys in issuers {
-        tokio::spawn(crate::authn::jwks::refresh_loop(keys));
+        tokio::spawn(crate::authn::jwks::refresh_loop(Arc::downgrade(&keys)));
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     jwks_fetches: Family<FetchLabels, Counter>,
     token_cache: Family<ResultLabels, Counter>,
     in_flight: Gauge,
+    generation: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_success: Gauge,
 }
 
 /// Label used for requests that matched no route.
@@ -78,7 +81,13 @@ impl Metrics {
         registry.register("token_cache_lookups", "Verified-token cache lookups, by result (hit, miss)", token_cache.clone());
         let in_flight = Gauge::default();
         registry.register("requests_in_flight", "Requests being served", in_flight.clone());
-        Metrics { registry, requests, duration, denials, upstream_errors, jwks_fetches, token_cache, in_flight }
+        let generation = Gauge::default();
+        registry.register("config_generation", "Configuration generation serving requests (1 at startup, +1 per successful reload)", generation.clone());
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("config_reloads", "Configuration reloads, by result (success, failure)", reloads.clone());
+        let last_reload_success = Gauge::default();
+        registry.register("config_last_reload_success", "1 when the last reload (or the startup load) succeeded, 0 when it was rejected", last_reload_success.clone());
+        Metrics { registry, requests, duration, denials, upstream_errors, jwks_fetches, token_cache, in_flight, generation, reloads, last_reload_success }
     }
 
     pub fn request(&self, route: &Arc<String>, method: &Arc<String>, status: u16, seconds: f64) {
@@ -101,6 +110,21 @@ impl Metrics {
 
     pub fn token_cache(&self, result: &'static str) {
         self.token_cache.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Records a configuration that now serves: generation `generation`,
+    /// from startup or from a reload.
+    pub fn config_loaded(&self, generation: u64, startup: bool) {
+        self.generation.set(generation as i64);
+        self.last_reload_success.set(1);
+        if !startup {
+            self.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+        }
+    }
+
+    pub fn config_reload_failed(&self) {
+        self.last_reload_success.set(0);
+        self.reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
     }
 
     pub fn in_flight(&self) -> &Gauge {

@@ -87,6 +87,14 @@ impl IssuerKeys {
         Ok(Some(parsed.0))
     }
 
+    /// Starts from the keys another generation fetched for the same issuer,
+    /// when both fetch remotely; the background refresh replaces them.
+    pub fn seed_from(&self, previous: &IssuerKeys) {
+        if self.is_remote() && previous.is_remote() && self.current.load().is_none() {
+            self.current.store(previous.current.load_full());
+        }
+    }
+
     pub fn is_remote(&self) -> bool {
         matches!(self.config.keys, KeySource::Discovery | KeySource::JwksUrl(_))
     }
@@ -218,15 +226,22 @@ fn describe(uri: &Uri, error: FetchError) -> String {
 
 /// Keeps one issuer's keys fresh: refreshes before they expire, and
 /// retries with backoff (1s doubling to 60s) while the provider fails.
-pub async fn refresh_loop(keys: Arc<IssuerKeys>) {
+/// Ends once the gateway generation that owns the keys is dropped.
+pub async fn refresh_loop(keys: std::sync::Weak<IssuerKeys>) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let wait = match keys.next_refresh() {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => Duration::ZERO,
+        let wait = {
+            let Some(keys) = keys.upgrade() else { return };
+            match keys.next_refresh() {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => Duration::ZERO,
+            }
         };
         tokio::time::sleep(wait).await;
-        match keys.refresh().await {
+        let Some(current) = keys.upgrade() else { return };
+        let result = current.refresh().await;
+        drop(current);
+        match result {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(_) => {
                 tokio::time::sleep(backoff).await;

@@ -105,11 +105,14 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthnConfig, fetcher: fetch::Fetcher, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(config: &AuthnConfig, fetcher: fetch::Fetcher, metrics: Arc<Metrics>, previous: Option<&Authenticator>) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         let mut rules = HashMap::new();
         for issuer in &config.issuers {
             let keys = IssuerKeys::new(issuer.clone(), fetcher.clone(), metrics.clone())?;
+            if let Some(old) = previous.and_then(|p| p.issuers.get(&issuer.issuer)) {
+                keys.seed_from(old);
+            }
             issuers.insert(issuer.issuer.clone(), Arc::new(keys));
             rules.insert(issuer.issuer.clone(), claim_rules(issuer));
         }

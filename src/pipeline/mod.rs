@@ -42,6 +42,31 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+/// State that outlives configuration reloads, so a reload neither resets
+/// rate-limit counters nor loses the metrics.
+#[derive(Clone)]
+pub struct Durable {
+    pub metrics: Arc<Metrics>,
+    pub limiter: Arc<Limiter>,
+    pub fetcher: crate::authn::fetch::Fetcher,
+}
+
+impl Durable {
+    pub fn new() -> Self {
+        Durable {
+            metrics: Arc::new(Metrics::new()),
+            limiter: Arc::new(Limiter::new(MAX_RATE_LIMIT_KEYS)),
+            fetcher: crate::authn::fetch::Fetcher::new(),
+        }
+    }
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct Connection {
@@ -54,7 +79,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     router: Router,
     pub authenticator: Authenticator,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     upstreams: Upstreams,
     normalizer: normalize::Normalizer,
     metrics: Arc<Metrics>,
@@ -84,7 +109,11 @@ struct Context {
 const MAX_RATE_LIMIT_KEYS: usize = 100_000;
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, fetcher: crate::authn::fetch::Fetcher) -> Result<Self, String> {
+    /// Builds every stage from one configuration. Issuer keys already
+    /// fetched by `previous` are reused for the same issuers, so a reload
+    /// never leaves an issuer without keys while they are fetched again.
+    pub fn new(config: Arc<Config>, durable: &Durable, previous: Option<&Gateway>) -> Result<Self, String> {
+        let metrics = durable.metrics.clone();
         let routes = config.routes.clone();
         let labels = Labels {
             no_route: Arc::new(NO_ROUTE.to_string()),
@@ -97,8 +126,13 @@ impl Gateway {
         };
         Ok(Gateway {
             router: Router::new(routes),
-            authenticator: Authenticator::new(&config.authentication, fetcher, metrics.clone())?,
-            limiter: Limiter::new(MAX_RATE_LIMIT_KEYS),
+            authenticator: Authenticator::new(
+                &config.authentication,
+                durable.fetcher.clone(),
+                metrics.clone(),
+                previous.map(|p| &p.authenticator),
+            )?,
+            limiter: durable.limiter.clone(),
             upstreams: Upstreams::new(&config.upstreams),
             normalizer: normalize::Normalizer::new(&config)?,
             metrics,

@@ -42,6 +42,8 @@ pub struct Gateway {
     pub admin_address: SocketAddr,
     log_dir: PathBuf,
     log_files: Vec<PathBuf>,
+    /// The configuration file the gateway runs with.
+    pub config_path: PathBuf,
 }
 
 impl Gateway {
@@ -94,6 +96,7 @@ impl Gateway {
             admin_address,
             log_dir,
             log_files: vec![stdout_path, stderr_path],
+            config_path,
         };
 
         gateway.wait_until_healthy().await?;
@@ -123,6 +126,25 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Replaces the configuration file with `config_yaml`, filling in this
+    /// gateway's listener and admin addresses. The gateway notices the
+    /// change by itself; [`Gateway::hangup`] makes it reload at once.
+    pub fn rewrite_config(&self, config_yaml: &str) {
+        let config = config_yaml
+            .replace(LISTEN_ADDRESS, &self.address.to_string())
+            .replace(ADMIN_ADDRESS, &self.admin_address.to_string());
+        let staging = self.config_path.with_extension("yaml.new");
+        std::fs::write(&staging, config).unwrap_or_else(|e| panic!("cannot write {}: {e}", staging.display()));
+        std::fs::rename(&staging, &self.config_path).unwrap_or_else(|e| panic!("cannot replace {}: {e}", self.config_path.display()));
+    }
+
+    /// Sends SIGHUP, which makes the gateway reload its configuration.
+    pub fn hangup(&self) {
+        let pid = self.pid().expect("the gateway is running");
+        let status = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("running kill");
+        assert!(status.success(), "kill -HUP {pid} failed");
     }
 
     /// Starts a GET request to the gateway's listener.
