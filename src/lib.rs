@@ -17,4 +17,5 @@ pub mod ratelimit;
 pub mod reload;
 pub mod route;
 pub mod run;
+pub mod tenancy;
 pub mod upstream_headers;

@@ -16,6 +16,8 @@ pub struct IdentityHeaders {
     pub client_id: HeaderName,
     pub scopes: HeaderName,
     pub issuer: HeaderName,
+    /// The verified tenant id.
+    pub tenant: HeaderName,
     /// Extra headers taken from claims: header name and dotted claim path.
     pub claims: Vec<(HeaderName, String)>,
 }
@@ -28,6 +30,7 @@ impl Default for IdentityHeaders {
             client_id: HeaderName::from_static("x-portcullis-client-id"),
             scopes: HeaderName::from_static("x-portcullis-scopes"),
             issuer: HeaderName::from_static("x-portcullis-issuer"),
+            tenant: HeaderName::from_static("x-portcullis-tenant"),
             claims: Vec::new(),
         }
     }
@@ -37,7 +40,7 @@ impl IdentityHeaders {
     /// Every header name the gateway sets for the upstream; incoming copies
     /// are removed so a client can never spoof them.
     pub fn owned_names(&self) -> Vec<HeaderName> {
-        let mut names = vec![self.subject.clone(), self.client_id.clone(), self.scopes.clone(), self.issuer.clone()];
+        let mut names = vec![self.subject.clone(), self.client_id.clone(), self.scopes.clone(), self.issuer.clone(), self.tenant.clone()];
         names.extend(self.claims.iter().map(|(name, _)| name.clone()));
         names
     }
@@ -48,6 +51,7 @@ impl IdentityHeaders {
         put(headers, &self.subject, identity.subject.as_deref());
         put(headers, &self.client_id, identity.client_id.as_deref());
         put(headers, &self.issuer, Some(&identity.issuer));
+        put(headers, &self.tenant, identity.tenant.as_deref());
         if !identity.scopes.is_empty() {
             put(headers, &self.scopes, Some(&identity.scopes.join(" ")));
         }
@@ -72,9 +76,9 @@ pub fn read(top: &MapReader) -> Option<IdentityHeaders> {
     if let Some(prefix) = map.string("prefix") {
         config.prefix = prefix.to_ascii_lowercase();
         let name = |suffix: &str| HeaderName::from_bytes(format!("{}{suffix}", config.prefix).as_bytes());
-        match (name("subject"), name("client-id"), name("scopes"), name("issuer")) {
-            (Ok(subject), Ok(client_id), Ok(scopes), Ok(issuer)) => {
-                (config.subject, config.client_id, config.scopes, config.issuer) = (subject, client_id, scopes, issuer);
+        match (name("subject"), name("client-id"), name("scopes"), name("issuer"), name("tenant")) {
+            (Ok(subject), Ok(client_id), Ok(scopes), Ok(issuer), Ok(tenant)) => {
+                (config.subject, config.client_id, config.scopes, config.issuer, config.tenant) = (subject, client_id, scopes, issuer, tenant);
             }
             _ => {
                 let node = map.get("prefix").unwrap();
@@ -83,14 +87,15 @@ pub fn read(top: &MapReader) -> Option<IdentityHeaders> {
             }
         }
     }
-    for (key, field) in [("subject", 0), ("client_id", 1), ("scopes", 2), ("issuer", 3)] {
+    for (key, field) in [("subject", 0), ("client_id", 1), ("scopes", 2), ("issuer", 3), ("tenant", 4)] {
         let Some(node) = map.get(key) else { continue };
         match scalar_text(node).and_then(|t| HeaderName::from_bytes(t.as_bytes()).ok()) {
             Some(name) => match field {
                 0 => config.subject = name,
                 1 => config.client_id = name,
                 2 => config.scopes = name,
-                _ => config.issuer = name,
+                3 => config.issuer = name,
+                _ => config.tenant = name,
             },
             None => {
                 map.problems.at(node, &map.child_path(key), format!("expected a header name, found {}", found(node)));

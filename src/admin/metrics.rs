@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: Arc<String>,
+    tenant: Arc<String>,
     method: Arc<String>,
     status: u16,
 }
@@ -66,7 +67,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route, method and status", requests.clone());
+        registry.register("requests", "Requests answered, by route, tenant, method and status", requests.clone());
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
@@ -90,8 +91,8 @@ impl Metrics {
         Metrics { registry, requests, duration, denials, upstream_errors, jwks_fetches, token_cache, in_flight, generation, reloads, last_reload_success }
     }
 
-    pub fn request(&self, route: &Arc<String>, method: &Arc<String>, status: u16, seconds: f64) {
-        let labels = RequestLabels { route: route.clone(), method: method.clone(), status };
+    pub fn request(&self, route: &Arc<String>, tenant: &Arc<String>, method: &Arc<String>, status: u16, seconds: f64) {
+        let labels = RequestLabels { route: route.clone(), tenant: tenant.clone(), method: method.clone(), status };
         self.requests.get_or_create(&labels).inc();
         self.duration.get_or_create(&RouteLabels { route: route.clone() }).observe(seconds);
     }

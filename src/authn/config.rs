@@ -38,7 +38,7 @@ pub struct TokenCacheConfig {
 }
 
 /// One trusted token issuer (an OIDC provider, or a local key set).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IssuerConfig {
     /// The exact `iss` value of its tokens.
     pub issuer: String,
@@ -54,12 +54,72 @@ pub struct IssuerConfig {
     /// Tolerance for `exp`, `nbf` and `iat`. Default 30s.
     pub clock_skew: Duration,
     pub jwks: JwksCacheConfig,
-    /// Dotted path of a claim holding roles, such as `realm_access.roles`.
-    pub roles_claim: Option<String>,
+    /// Where this issuer's tokens carry scopes, roles, client id and tenant.
+    pub claims: ClaimMapping,
+    /// The tenant this issuer belongs to, when it is declared under
+    /// `tenants`. Each issuer belongs to at most one tenant.
+    pub tenant: Option<String>,
+}
+
+/// Where an identity provider puts what the gateway reads from a token.
+/// Each list is read in order and merged (scopes, roles) or the first
+/// present claim wins (client id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMapping {
+    /// Claims holding scopes, as a space-separated string or an array.
+    /// Default `[scope, scp]`; Auth0 adds `permissions`.
+    pub scopes: Vec<String>,
+    /// Claims holding roles, such as Keycloak's `realm_access.roles` or
+    /// `resource_access.<client>.roles`, Entra's `roles`. Default none.
+    pub roles: Vec<String>,
+    /// Claims holding the client id. Default `[azp, client_id]`.
+    pub client_id: Vec<String>,
+    /// Claim holding the tenant id; when a token carries it, it must equal
+    /// the issuer's tenant. Default `tenant_id`.
+    pub tenant: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            scopes: vec!["scope".into(), "scp".into()],
+            roles: Vec::new(),
+            client_id: vec!["azp".into(), "client_id".into()],
+            tenant: "tenant_id".into(),
+        }
+    }
+}
+
+/// Reads a `claims` mapping; `roles_claim` (a single path) is accepted at
+/// issuer level as a shorthand for `claims.roles`.
+pub fn read_claim_mapping(map: &MapReader) -> Option<ClaimMapping> {
+    let mut mapping = ClaimMapping::default();
+    if let Some(roles) = map.string("roles_claim") {
+        mapping.roles = vec![roles];
+    }
+    let Some(claims) = map.map("claims") else {
+        return map.get("claims").is_none().then_some(mapping);
+    };
+    let mut ok = true;
+    for (key, field) in [("scopes", &mut mapping.scopes), ("roles", &mut mapping.roles), ("client_id", &mut mapping.client_id)] {
+        match claims.strings(key) {
+            Some(list) if !list.is_empty() => *field = list,
+            Some(_) => {
+                claims.problems.at(claims.get(key).unwrap(), &claims.child_path(key), "expected at least one claim path");
+                ok = false;
+            }
+            None => ok &= claims.get(key).is_none(),
+        }
+    }
+    if let Some(tenant) = claims.string("tenant") {
+        mapping.tenant = tenant;
+    }
+    claims.finish();
+    ok.then_some(mapping)
 }
 
 /// Where an issuer's verification keys come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// OIDC discovery at `<issuer>/.well-known/openid-configuration`.
     Discovery,
@@ -169,7 +229,7 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<AuthnConfig> {
 
 const KEY_SOURCES: [&str; 5] = ["discovery", "jwks_url", "jwks_file", "jwks", "secret"];
 
-fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
+pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
     let issuer = map.required_string("issuer", "the exact iss value of the issuer's tokens");
     let audiences = map.strings("audiences");
     if map.get("audiences").is_none() {
@@ -180,7 +240,7 @@ fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
     let token_types = map.strings("token_types");
     let skew = map.duration("clock_skew", Duration::ZERO, Duration::from_secs(600));
     let jwks = read_jwks_cache(map);
-    let roles_claim = map.string("roles_claim");
+    let claims = read_claim_mapping(map);
     let failed = (skew.is_none() && map.get("clock_skew").is_some())
         || (token_types.is_none() && map.get("token_types").is_some());
 
@@ -209,7 +269,8 @@ fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
         token_types,
         clock_skew: skew.unwrap_or(Duration::from_secs(30)),
         jwks: jwks?,
-        roles_claim,
+        claims: claims?,
+        tenant: None,
     })
 }
 

@@ -30,6 +30,10 @@ use crate::authn::token_cache::TokenCache;
 #[derive(Debug)]
 pub struct Identity {
     pub issuer: String,
+    /// The tenant the issuer belongs to, if any.
+    pub tenant: Option<String>,
+    /// The token's tenant claim (see `ClaimMapping::tenant`), if present.
+    pub tenant_claim: Option<String>,
     pub subject: Option<String>,
     /// `azp`, else `client_id`.
     pub client_id: Option<String>,
@@ -46,18 +50,15 @@ impl Identity {
     /// Returns a claim as text: strings as they are, numbers and booleans
     /// printed, anything else `None`.
     pub fn claim_text(&self, path: &str) -> Option<String> {
-        match self.claims.get(path)? {
-            serde_json::Value::String(text) => Some(text.clone()),
-            serde_json::Value::Number(number) => Some(number.to_string()),
-            serde_json::Value::Bool(value) => Some(value.to_string()),
-            _ => None,
-        }
+        claim_as_text(self.claims.get(path))
     }
 
     #[cfg(test)]
     pub fn for_tests(issuer: &str) -> Self {
         Identity {
             issuer: issuer.to_string(),
+            tenant: None,
+            tenant_claim: None,
             subject: None,
             client_id: None,
             scopes: Vec::new(),
@@ -206,23 +207,17 @@ fn claim_rules(issuer: &IssuerConfig) -> ClaimRules {
 }
 
 fn identity_from(issuer: &IssuerConfig, claims: Claims) -> Result<Identity, TokenError> {
-    let mut scopes: Vec<String> = Vec::new();
-    for claim in ["scope", "scp"] {
-        for scope in claims.string_list(claim)?.unwrap_or_default() {
-            if !scopes.iter().any(|held| held == scope) {
-                scopes.push(scope.to_string());
-            }
-        }
-    }
-    let roles = match issuer.roles_claim.as_deref() {
-        Some(path) => claims.string_list(path)?.unwrap_or_default().into_iter().map(str::to_string).collect(),
-        None => Vec::new(),
-    };
-    let client_id = ["azp", "client_id"]
+    let mapping = &issuer.claims;
+    let scopes = merged_list(&claims, &mapping.scopes)?;
+    let roles = merged_list(&claims, &mapping.roles)?;
+    let client_id = mapping
+        .client_id
         .iter()
-        .find_map(|name| claims.get(name).and_then(|v| v.as_str()).map(str::to_string));
+        .find_map(|path| claims.get(path).and_then(|v| v.as_str()).map(str::to_string));
     Ok(Identity {
         issuer: issuer.issuer.clone(),
+        tenant: issuer.tenant.clone(),
+        tenant_claim: claim_as_text(claims.get(&mapping.tenant)),
         subject: claims.subject()?.map(str::to_string),
         client_id,
         scopes,
@@ -230,6 +225,29 @@ fn identity_from(issuer: &IssuerConfig, claims: Claims) -> Result<Identity, Toke
         expires_at: claims.expires_at()?,
         claims,
     })
+}
+
+/// Reads several list claims (space-separated strings or arrays) into one
+/// list without duplicates, in claim order.
+fn merged_list(claims: &Claims, paths: &[String]) -> Result<Vec<String>, TokenError> {
+    let mut merged: Vec<String> = Vec::new();
+    for path in paths {
+        for item in claims.string_list(path)?.unwrap_or_default() {
+            if !merged.iter().any(|held| held == item) {
+                merged.push(item.to_string());
+            }
+        }
+    }
+    Ok(merged)
+}
+
+fn claim_as_text(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Bool(value) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 pub fn unix_now() -> f64 {

@@ -20,6 +20,7 @@ use crate::protect::config::ResponseHeadersConfig;
 use crate::proxy::config::{ServerConfig, UpstreamConfig};
 use crate::ratelimit::config::RateLimitPolicy;
 use crate::route::config::RouteConfig;
+use crate::tenancy::config::{TenantConfig, TenantFrom};
 use crate::upstream_headers::IdentityHeaders;
 
 pub use reader::Problem;
@@ -43,6 +44,9 @@ pub struct Config {
     /// Policies applied to every route, before the route's own.
     pub global_rate_limits: Vec<Arc<RateLimitPolicy>>,
     pub routes: Vec<Arc<RouteConfig>>,
+    pub tenants: HashMap<String, Arc<TenantConfig>>,
+    /// How requests name their tenant, unless a route says otherwise.
+    pub tenant_from: Option<TenantFrom>,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
 }
@@ -115,11 +119,16 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let server = crate::proxy::config::read_server(top, base_dir);
     let admin = crate::admin::config::read(top);
     let upstreams = crate::proxy::config::read_upstreams(top);
-    let authentication = crate::authn::config::read(top, base_dir);
+    let mut authentication = crate::authn::config::read(top, base_dir);
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
     let rate_limits = crate::ratelimit::config::read_policies(top);
     let global_rate_limits = crate::ratelimit::config::read_global(top, &declared_names(top, "rate_limits"), rate_limits.as_ref());
+    let tenants = crate::tenancy::config::read_tenants(top, base_dir, &declared_names(top, "rate_limits"), rate_limits.as_ref());
+    let tenant_from = crate::tenancy::config::read_tenant_from(top);
+    if let (Some(authn), Some(tenants)) = (authentication.as_mut(), tenants.as_ref()) {
+        bind_tenant_issuers(top, authn, tenants);
+    }
     let declared = Declared { upstreams: declared_names(top, "upstreams"), rate_limits: declared_names(top, "rate_limits") };
     let routes = crate::route::config::read_routes(
         top,
@@ -139,8 +148,30 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         rate_limits: rate_limits?,
         global_rate_limits: global_rate_limits?,
         routes: routes?.into_iter().map(Arc::new).collect(),
+        tenants: tenants?.tenants,
+        tenant_from: tenant_from?,
         base_dir: base_dir.to_path_buf(),
     })
+}
+
+/// Adds the issuers declared under tenants to the trusted issuers. An
+/// issuer URL may appear once in the whole file, so it belongs to exactly
+/// one tenant (or to none).
+fn bind_tenant_issuers(top: &MapReader, authn: &mut AuthnConfig, tenants: &crate::tenancy::config::Tenants) {
+    for issuer in &tenants.issuers {
+        let owner = authn.issuers.iter().find(|existing| existing.issuer == issuer.issuer);
+        if let Some(existing) = owner {
+            let first = existing.tenant.as_deref().map_or("authentication.issuers".to_string(), |t| format!("tenant {t:?}"));
+            let message = format!(
+                "issuer {:?} of tenant {:?} is already bound to {first}; an issuer belongs to exactly one tenant",
+                issuer.issuer,
+                issuer.tenant.as_deref().unwrap_or_default()
+            );
+            top.problems.at(top.get("tenants").unwrap(), "tenants", message);
+            continue;
+        }
+        authn.issuers.push(Arc::new(issuer.clone()));
+    }
 }
 
 /// Names declared in the sections other sections refer to, known even when

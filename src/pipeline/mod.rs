@@ -34,6 +34,7 @@ use crate::proxy::upstream::{UpstreamError, Upstreams};
 use crate::ratelimit::{KeyInputs, Limiter, Outcome};
 use crate::route::config::{AuthMode, RouteConfig};
 use crate::route::Router;
+use crate::tenancy::config::TenantConfig;
 
 /// State shared by every connection: the current gateway (swapped as a
 /// whole on reload) and the metrics, which outlive reloads.
@@ -89,6 +90,8 @@ pub struct Gateway {
 
 struct Labels {
     no_route: Arc<String>,
+    /// Tenant ids as labels; `none` when a request has no tenant.
+    tenants: std::collections::HashMap<String, Arc<String>>,
     routes: std::collections::HashMap<String, Arc<String>>,
     methods: Vec<(http::Method, Arc<String>)>,
     other_method: Arc<String>,
@@ -102,6 +105,8 @@ struct Context {
     client_ip: IpAddr,
     route: Option<Arc<RouteConfig>>,
     identity: Option<Arc<Identity>>,
+    /// The addressed tenant, or the credential's once bound.
+    tenant: Option<Arc<TenantConfig>>,
     limit: Option<Outcome>,
 }
 
@@ -117,6 +122,7 @@ impl Gateway {
         let routes = config.routes.clone();
         let labels = Labels {
             no_route: Arc::new(NO_ROUTE.to_string()),
+            tenants: config.tenants.keys().map(|id| (id.clone(), Arc::new(id.clone()))).collect(),
             routes: routes.iter().map(|r| (r.id.clone(), Arc::new(r.id.clone()))).collect(),
             methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                 .iter()
@@ -151,6 +157,7 @@ impl Gateway {
             client_ip: connection.peer.ip().to_canonical(),
             route: None,
             identity: None,
+            tenant: None,
             limit: None,
         };
         let (response, reason) = match self.run(&mut context, request, connection).await {
@@ -169,9 +176,11 @@ impl Gateway {
     async fn run(&self, context: &mut Context, request: Request<Incoming>, connection: Connection) -> Result<Response<Body>, Rejection> {
         let (mut parts, body) = request.into_parts();
 
-        let normalized = self.normalizer.normalize(&mut parts, connection)?;
+        let mut normalized = self.normalizer.normalize(&mut parts, connection)?;
         context.client_ip = normalized.client_ip;
         context.path = Some(normalized.path.clone());
+
+        self.resolve_tenant(context, &parts, &mut normalized)?;
 
         let matched = self.router.find(&parts.method, &normalized.path).map_err(|error| match error {
             crate::route::RouteError::NotFound => Rejection::NotFound,
@@ -184,6 +193,7 @@ impl Gateway {
 
         if route.authentication == AuthMode::Required {
             let identity = self.authenticator.authenticate(&parts.headers).await.map_err(Rejection::Unauthenticated)?;
+            self.bind_tenant(context, &identity, &route)?;
             context.identity = Some(identity);
         }
 
@@ -196,12 +206,52 @@ impl Gateway {
         self.forward(context, parts, body, &route, normalized, body_limit).await
     }
 
+    /// Finds the tenant the request addresses, when the configuration says
+    /// how requests name one. An unknown or missing tenant is answered like
+    /// an unknown route.
+    fn resolve_tenant(&self, context: &mut Context, parts: &Parts, normalized: &mut Normalized) -> Result<(), Rejection> {
+        let Some(from) = &self.config.tenant_from else { return Ok(()) };
+        let (tenant, rest) = crate::tenancy::resolve(from, &self.config.tenants, parts, &normalized.path).map_err(|_| Rejection::NotFound)?;
+        context.tenant = Some(tenant.clone());
+        if let Some(rest) = rest {
+            normalized.path = rest;
+            context.path = Some(normalized.path.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks that the credential belongs to the addressed tenant, and that
+    /// its tenant claim agrees with its issuer's tenant.
+    fn bind_tenant(&self, context: &mut Context, identity: &Identity, route: &RouteConfig) -> Result<(), Rejection> {
+        let addressed = self.config.tenant_from.as_ref().map(|_| context.tenant.as_deref()).flatten();
+        if crate::tenancy::bind(identity, addressed).is_err() {
+            tracing::warn!(
+                route.id = route.id.as_str(),
+                tenant.addressed = addressed.map(|t| t.id.as_str()),
+                tenant.credential = identity.tenant.as_deref(),
+                tenant.claimed = identity.tenant_claim.as_deref(),
+                issuer.url = identity.issuer.as_str(),
+                identity.subject = identity.subject.as_deref(),
+                client.ip = %context.client_ip,
+                reason = "tenant_mismatch",
+                "credential used outside its tenant"
+            );
+            return Err(Rejection::TenantMismatch);
+        }
+        if context.tenant.is_none() {
+            context.tenant = identity.tenant.as_ref().and_then(|id| self.config.tenants.get(id)).cloned();
+        }
+        Ok(())
+    }
+
     fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
-        let policies = self.config.global_rate_limits.iter().chain(route.rate_limits.iter());
+        let tenant_policies = context.tenant.as_ref().map(|t| t.rate_limits.as_slice()).unwrap_or_default();
+        let policies = self.config.global_rate_limits.iter().chain(tenant_policies).chain(route.rate_limits.iter());
         let inputs = KeyInputs {
             client_ip: context.client_ip,
             identity: context.identity.as_deref(),
             route_id: &route.id,
+            tenant: context.tenant.as_ref().map(|t| t.id.as_str()),
         };
         let Some(outcome) = self.limiter.check(policies, &inputs) else {
             return Ok(());
@@ -224,6 +274,11 @@ impl Gateway {
         normalized: Normalized,
         body_limit: u64,
     ) -> Result<Response<Body>, Rejection> {
+        if let Some(tenant) = &context.tenant {
+            for (name, value) in &tenant.headers {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+        }
         if let Some(identity) = &context.identity {
             self.config.identity_headers.insert(&mut parts.headers, identity);
             if !self.config.authentication.forward_token {
@@ -279,19 +334,25 @@ impl Gateway {
             .iter()
             .find(|(m, _)| *m == context.method)
             .map_or(&self.labels.other_method, |(_, label)| label);
+        let tenant_label = context
+            .tenant
+            .as_ref()
+            .and_then(|t| self.labels.tenants.get(&t.id))
+            .unwrap_or(&self.labels.no_route);
         let status = response.status().as_u16();
-        self.metrics.request(route_label, method_label, status, elapsed.as_secs_f64());
+        self.metrics.request(route_label, tenant_label, method_label, status, elapsed.as_secs_f64());
         if !self.config.server.access_log {
             return;
         }
         let subject = context.identity.as_ref().and_then(|i| i.subject.as_deref());
+        let tenant = context.tenant.as_ref().map(|t| t.id.as_str());
         let route_id = context.route.as_ref().map(|r| r.id.as_str());
         let path = context.path.as_deref();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if reason.is_some() {
-            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, identity.subject = subject, reason, "request denied");
+            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, reason, "request denied");
         } else {
-            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, identity.subject = subject, "request served");
+            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, "request served");
         }
     }
 }

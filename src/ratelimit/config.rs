@@ -21,6 +21,8 @@ pub enum KeyPart {
     Client,
     /// The route id.
     Route,
+    /// The tenant the request belongs to.
+    Tenant,
     /// A claim value, by dotted path.
     Claim(String),
 }
@@ -36,7 +38,7 @@ pub struct RateLimitPolicy {
 /// One year as humantime counts it (365.25 days), so messages print "1year".
 const MAX_PERIOD: Duration = Duration::from_secs(31_557_600);
 
-const KEY_PARTS: &[&str] = &["ip", "subject", "client", "route", "claim:<path>"];
+const KEY_PARTS: &[&str] = &["ip", "subject", "client", "route", "tenant", "claim:<path>"];
 
 pub fn read_policies(top: &MapReader) -> Option<HashMap<String, Arc<RateLimitPolicy>>> {
     let mut policies = HashMap::new();
@@ -103,7 +105,7 @@ fn read_policy(map: &MapReader, name: &str) -> Option<RateLimitPolicy> {
 fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
     let Some(items) = map.list("key") else {
         if map.get("key").is_none() {
-            map.missing("key", "a list of key parts from ip, subject, client, route, claim:<path>");
+            map.missing("key", "a list of key parts from ip, subject, client, route, tenant, claim:<path>");
         }
         return None;
     };
@@ -115,6 +117,7 @@ fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
             Some("subject") => Some(KeyPart::Subject),
             Some("client") => Some(KeyPart::Client),
             Some("route") => Some(KeyPart::Route),
+            Some("tenant") => Some(KeyPart::Tenant),
             Some(text) => text.strip_prefix("claim:").filter(|p| !p.is_empty()).map(|p| KeyPart::Claim(p.to_string())),
             None => None,
         };

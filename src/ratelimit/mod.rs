@@ -25,6 +25,7 @@ pub struct KeyInputs<'a> {
     pub client_ip: IpAddr,
     pub identity: Option<&'a Identity>,
     pub route_id: &'a str,
+    pub tenant: Option<&'a str>,
 }
 
 /// The outcome of all limits for one request: the most restrictive
@@ -81,6 +82,7 @@ impl Limiter {
                 KeyPart::Subject => inputs.identity.and_then(|i| i.subject.as_deref()).map_or(ABSENT, str::as_bytes),
                 KeyPart::Client => inputs.identity.and_then(|i| i.client_id.as_deref()).map_or(ABSENT, str::as_bytes),
                 KeyPart::Route => inputs.route_id.as_bytes(),
+                KeyPart::Tenant => inputs.tenant.map_or(ABSENT, str::as_bytes),
                 KeyPart::Claim(_) => claim_values.next().map_or(ABSENT, |v| if v.is_empty() { ABSENT } else { v.as_bytes() }),
             };
             parts.push(value);
