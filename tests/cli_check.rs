@@ -59,7 +59,7 @@ fn check_reports_every_problem_with_location() {
         "broken.yaml:5:10: upstreams.users.url: expected an http:// or https:// URL without a query, found \"ftp://example.com\"",
         "broken.yaml:11:7: authentication.issuers[0].clock_skw: unknown key \"clock_skw\"; did you mean \"clock_skew\"?",
         "broken.yaml:13:37: rate_limits.per-subject.per: expected a duration from 1ms to 1year such as 500ms, 30s or 5m, found \"often\"",
-        "broken.yaml:13:50: rate_limits.per-subject.key[0]: expected one of ip, subject, client, route, claim:<path>, found \"subjct\"; did you mean \"subject\"?",
+        "broken.yaml:13:50: rate_limits.per-subject.key[0]: expected one of ip, subject, client, route, tenant, claim:<path>, found \"subjct\"; did you mean \"subject\"?",
         "broken.yaml:16:43: routes[0].match.methods[1]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, found \"FETCH\"",
         "broken.yaml:17:15: routes[0].upstream: no upstream named \"user\" in upstreams; did you mean \"users\"?",
         "broken.yaml:18:18: routes[0].rate_limits: no rate-limit policy named \"per-subjects\" in rate_limits; did you mean \"per-subject\"?",
