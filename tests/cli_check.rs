@@ -150,3 +150,24 @@ fn invalid_yaml_reports_position() {
     assert!(lines[0].starts_with("syntax.yaml:"), "{lines:?}");
     assert!(lines[0].contains("invalid YAML"), "{lines:?}");
 }
+
+/// Returns the YAML code blocks of a Markdown file.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    markdown.split("```yaml\n").skip(1).filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_string())).collect()
+}
+
+#[test]
+fn documented_examples_are_valid() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for doc in ["README.md", "docs/tenants.md"] {
+        let markdown = std::fs::read_to_string(root.join(doc)).expect("reading the document");
+        for (index, block) in yaml_blocks(&markdown).into_iter().enumerate() {
+            let (_dir, path) = write_config("example.yaml", &block);
+            let output = check(&path);
+            assert!(output.status.success(), "{doc} example {index} is invalid:\n{}", String::from_utf8_lossy(&output.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} examples found");
+}
