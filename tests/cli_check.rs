@@ -171,3 +171,26 @@ fn documented_examples_are_valid() {
     }
     assert!(checked >= 2, "only {checked} examples found");
 }
+
+#[test]
+fn route_path_prefix_tenant_rejected() {
+    let config = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+    authentication: none
+    tenant_from: { path_prefix: \"/t/{tenant}\" }
+";
+    let (dir, path) = write_config("route.yaml", config);
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert_eq!(
+        lines[0],
+        "route.yaml:8:18: routes[0].tenant_from: a route cannot take its tenant from a path prefix, because the prefix is removed before routing; set it at the top level"
+    );
+}

@@ -34,7 +34,7 @@ use crate::proxy::upstream::{UpstreamError, Upstreams};
 use crate::ratelimit::{KeyInputs, Limiter, Outcome};
 use crate::route::config::{AuthMode, RouteConfig};
 use crate::route::Router;
-use crate::tenancy::config::TenantConfig;
+use crate::tenancy::config::{TenantConfig, TenantFrom};
 
 /// State shared by every connection: the current gateway (swapped as a
 /// whole on reload) and the metrics, which outlive reloads.
@@ -180,7 +180,9 @@ impl Gateway {
         context.client_ip = normalized.client_ip;
         context.path = Some(normalized.path.clone());
 
-        self.resolve_tenant(context, &parts, &mut normalized)?;
+        if let Some(from @ TenantFrom::PathPrefix { .. }) = &self.config.tenant_from {
+            self.resolve_tenant(from, context, &parts, &mut normalized)?;
+        }
 
         let matched = self.router.find(&parts.method, &normalized.path).map_err(|error| match error {
             crate::route::RouteError::NotFound => Rejection::NotFound,
@@ -188,6 +190,9 @@ impl Gateway {
         })?;
         let route = matched.route;
         context.route = Some(route.clone());
+        if let Some(from) = self.tenant_source(&route).filter(|from| !matches!(from, TenantFrom::PathPrefix { .. })) {
+            self.resolve_tenant(from, context, &parts, &mut normalized)?;
+        }
         let body_limit = route.max_body_bytes.unwrap_or(self.config.server.limits.max_body_bytes);
         check_declared_length(&parts, body_limit)?;
 
@@ -209,8 +214,7 @@ impl Gateway {
     /// Finds the tenant the request addresses, when the configuration says
     /// how requests name one. An unknown or missing tenant is answered like
     /// an unknown route.
-    fn resolve_tenant(&self, context: &mut Context, parts: &Parts, normalized: &mut Normalized) -> Result<(), Rejection> {
-        let Some(from) = &self.config.tenant_from else { return Ok(()) };
+    fn resolve_tenant(&self, from: &TenantFrom, context: &mut Context, parts: &Parts, normalized: &mut Normalized) -> Result<(), Rejection> {
         let (tenant, rest) = crate::tenancy::resolve(from, &self.config.tenants, parts, &normalized.path).map_err(|_| Rejection::NotFound)?;
         context.tenant = Some(tenant.clone());
         if let Some(rest) = rest {
@@ -220,10 +224,16 @@ impl Gateway {
         Ok(())
     }
 
+    /// How a route's requests name their tenant: the route's own setting,
+    /// else the top-level one.
+    fn tenant_source<'a>(&'a self, route: &'a RouteConfig) -> Option<&'a TenantFrom> {
+        route.tenant_from.as_ref().or(self.config.tenant_from.as_ref())
+    }
+
     /// Checks that the credential belongs to the addressed tenant, and that
     /// its tenant claim agrees with its issuer's tenant.
     fn bind_tenant(&self, context: &mut Context, identity: &Identity, route: &RouteConfig) -> Result<(), Rejection> {
-        let addressed = self.config.tenant_from.as_ref().map(|_| context.tenant.as_deref()).flatten();
+        let addressed = self.tenant_source(route).and(context.tenant.as_deref());
         if crate::tenancy::bind(identity, addressed).is_err() {
             tracing::warn!(
                 route.id = route.id.as_str(),

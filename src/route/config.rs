@@ -10,6 +10,7 @@ use regex::Regex;
 use crate::authn::config::AuthnConfig;
 use crate::config::reader::{found, list_items, scalar_text, MapReader};
 use crate::config::Declared;
+use crate::tenancy::config::TenantFrom;
 use crate::proxy::config::UpstreamConfig;
 use crate::ratelimit::config::RateLimitPolicy;
 
@@ -29,6 +30,9 @@ pub struct RouteConfig {
     pub sensitive: bool,
     /// Request body limit for this route; the server default when absent.
     pub max_body_bytes: Option<u64>,
+    /// How this route's requests name their tenant, overriding the
+    /// top-level `tenant_from` (host or header only).
+    pub tenant_from: Option<TenantFrom>,
 }
 
 /// Whether a route needs a credential.
@@ -148,6 +152,12 @@ fn read_route(
     let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", &declared.rate_limits, policies);
     let sensitive = map.bool("sensitive").unwrap_or(false);
     let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
+    let tenant_from = crate::tenancy::config::read_tenant_from(map);
+    if let Some(Some(TenantFrom::PathPrefix { .. })) = tenant_from {
+        let message = "a route cannot take its tenant from a path prefix, because the prefix is removed before routing; set it at the top level";
+        map.problems.at(map.get("tenant_from").unwrap(), &map.child_path("tenant_from"), message);
+        return None;
+    }
     let bad_body = max_body_bytes.is_none() && map.get("max_body_bytes").is_some();
 
     let (path, methods) = matched?;
@@ -181,6 +191,7 @@ fn read_route(
         rate_limits: rate_limits?,
         sensitive,
         max_body_bytes,
+        tenant_from: tenant_from?,
     })
 }
 
