@@ -1,5 +1,5 @@
-//! What each command does: start the gateway, check a configuration, mint
-//! a demo token.
+//! The commands: start the gateway, check a configuration, mint a demo
+//! token.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -155,7 +155,7 @@ async fn wait_for_signal() {
     }
 }
 
-/// What `portcullis token mint` signs.
+/// The claims and key of a `portcullis token mint` request.
 pub struct MintRequest {
     pub key: PathBuf,
     pub kid: String,

@@ -4,7 +4,7 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-/// Why no usable bearer token was found.
+/// The reason no usable bearer token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerError {
     /// No `Authorization` header at all.

@@ -54,14 +54,16 @@ pub struct IssuerConfig {
     /// Tolerance for `exp`, `nbf` and `iat`. Default 30s.
     pub clock_skew: Duration,
     pub jwks: JwksCacheConfig,
-    /// Where this issuer's tokens carry scopes, roles, client id and tenant.
+    /// The claims this issuer's tokens carry scopes, roles, client id and
+    /// tenant in.
     pub claims: ClaimMapping,
     /// The tenant this issuer belongs to, when it is declared under
     /// `tenants`. Each issuer belongs to at most one tenant.
     pub tenant: Option<String>,
 }
 
-/// Where an identity provider puts what the gateway reads from a token.
+/// The claims an identity provider puts scopes, roles, client id and
+/// tenant in.
 /// Each list is read in order and merged (scopes, roles) or the first
 /// present claim wins (client id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +120,7 @@ pub fn read_claim_mapping(map: &MapReader) -> Option<ClaimMapping> {
     ok.then_some(mapping)
 }
 
-/// Where an issuer's verification keys come from.
+/// The source of an issuer's verification keys.
 #[derive(Debug, Clone)]
 pub enum KeySource {
     /// OIDC discovery at `<issuer>/.well-known/openid-configuration`.

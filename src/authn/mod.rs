@@ -1,9 +1,9 @@
 //! Authentication: turns the credential a request carries into a verified
 //! [`Identity`], or rejects the request.
 //!
-//! Runs after routing. Bearer JWTs are verified against the keys of the
-//! issuer named in the token; the issuer must be configured, and the token
-//! must pass every check of that issuer's rules.
+//! Runs after routing. A bearer JWT is verified against the keys of the
+//! issuer its `iss` names, which must be a configured issuer. Then it must
+//! pass every check of that issuer's rules.
 
 pub mod bearer;
 pub mod config;
@@ -26,7 +26,7 @@ use crate::authn::jwks::IssuerKeys;
 use crate::authn::jwt::{Claims, ClaimRules, TokenError};
 use crate::authn::token_cache::TokenCache;
 
-/// What was verified about the caller.
+/// The verified facts about the caller.
 #[derive(Debug)]
 pub struct Identity {
     pub issuer: String,
@@ -69,7 +69,8 @@ impl Identity {
     }
 }
 
-/// Why a request could not be authenticated. Each maps to one response.
+/// The reason a request could not be authenticated. Each maps to one
+/// response.
 #[derive(Debug)]
 pub enum AuthnError {
     /// No credential was presented.

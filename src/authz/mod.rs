@@ -4,7 +4,7 @@
 use crate::authn::Identity;
 use crate::route::config::{Match, Requirements};
 
-/// Why an authenticated caller may not use a route.
+/// The reason an authenticated caller may not use a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     /// The required scopes, for the `WWW-Authenticate` challenge.

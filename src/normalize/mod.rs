@@ -1,7 +1,8 @@
-//! Normalization, the first stage: rejects malformed or ambiguous requests,
-//! computes the one canonical path used for routing and forwarding alike,
-//! finds the client address behind trusted proxies, and removes hop-by-hop
-//! headers and every header a client could use to impersonate the gateway.
+//! Normalization, the first stage. It rejects malformed or ambiguous
+//! requests and computes the one canonical path used for routing and
+//! forwarding alike. It finds the client address behind trusted proxies,
+//! and removes hop-by-hop headers and every header a client could use to
+//! impersonate the gateway.
 
 pub mod forwarded;
 pub mod headers;
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::pipeline::reject::Rejection;
 use crate::pipeline::Connection;
 
-/// What normalization learned about a request.
+/// The facts normalization learned about a request.
 pub struct Normalized {
     /// The canonical path, without the query.
     pub path: String,

@@ -97,7 +97,7 @@ struct Labels {
     other_method: Arc<String>,
 }
 
-/// What the stages learn about a request as it goes.
+/// The facts the stages learn about a request as it goes.
 struct Context {
     started: Instant,
     method: http::Method,
@@ -147,8 +147,8 @@ impl Gateway {
         })
     }
 
-    /// Serves one request end to end. Never fails: every outcome becomes a
-    /// response.
+    /// Serves one request end to end. Every outcome, a rejection included,
+    /// becomes a response.
     pub async fn handle(&self, request: Request<Incoming>, connection: Connection) -> Response<Body> {
         let mut context = Context {
             started: Instant::now(),
@@ -211,9 +211,8 @@ impl Gateway {
         self.forward(context, parts, body, &route, normalized, body_limit).await
     }
 
-    /// Finds the tenant the request addresses, when the configuration says
-    /// how requests name one. An unknown or missing tenant is answered like
-    /// an unknown route.
+    /// Finds the tenant the request addresses. An unknown or missing tenant
+    /// gets the same 404 as an unknown route.
     fn resolve_tenant(&self, from: &TenantFrom, context: &mut Context, parts: &Parts, normalized: &mut Normalized) -> Result<(), Rejection> {
         let (tenant, rest) = crate::tenancy::resolve(from, &self.config.tenants, parts, &normalized.path).map_err(|_| Rejection::NotFound)?;
         context.tenant = Some(tenant.clone());
@@ -224,8 +223,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// How a route's requests name their tenant: the route's own setting,
-    /// else the top-level one.
+    /// Returns how a route's requests name their tenant: the route's own
+    /// setting, else the top-level one.
     fn tenant_source<'a>(&'a self, route: &'a RouteConfig) -> Option<&'a TenantFrom> {
         route.tenant_from.as_ref().or(self.config.tenant_from.as_ref())
     }

@@ -66,7 +66,8 @@ impl Rejection {
         }
     }
 
-    /// The fixed text sent as `detail`. It never depends on the request.
+    /// Returns the fixed text sent as `detail`, which never depends on the
+    /// request.
     fn detail(&self) -> &'static str {
         match self {
             Rejection::BadRequest { .. } => "the request is malformed or ambiguous",
@@ -144,8 +145,8 @@ impl Rejection {
     }
 }
 
-/// The `WWW-Authenticate` challenge of RFC 6750 section 3. A request with
-/// no credential gets no error code (section 3.1).
+/// Builds the `WWW-Authenticate` challenge of RFC 6750 section 3. A
+/// request with no credential gets no error code (section 3.1).
 fn challenge(error: &AuthnError) -> HeaderValue {
     HeaderValue::from_static(match error {
         AuthnError::Missing | AuthnError::KeysUnavailable => "Bearer realm=\"portcullis\"",

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::pipeline::body::Body;
 use crate::proxy::config::UpstreamConfig;
 
-/// Why an upstream exchange failed.
+/// The reason an upstream exchange failed.
 #[derive(Debug)]
 pub enum UpstreamError {
     /// No connection could be made (refused, unreachable, TLS failure).
@@ -31,7 +31,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The metric label of this failure.
+    /// Returns the metric label of this failure.
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Connect(_) => "connect",

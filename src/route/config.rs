@@ -30,8 +30,8 @@ pub struct RouteConfig {
     pub sensitive: bool,
     /// Request body limit for this route; the server default when absent.
     pub max_body_bytes: Option<u64>,
-    /// How this route's requests name their tenant, overriding the
-    /// top-level `tenant_from` (host or header only).
+    /// The source of this route's tenant, overriding the top-level
+    /// `tenant_from` (host or header only).
     pub tenant_from: Option<TenantFrom>,
 }
 
@@ -51,7 +51,8 @@ pub enum Match {
     Any,
 }
 
-/// What an identity must carry to use a route (tier-1 authorization).
+/// The scopes, roles and claims an identity must carry to use a route
+/// (tier-1 authorization).
 #[derive(Debug, Default)]
 pub struct Requirements {
     pub scopes: Vec<String>,

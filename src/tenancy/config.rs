@@ -23,7 +23,7 @@ pub struct TenantConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// How a request names the tenant it addresses.
+/// The part of a request that names the tenant it addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantFrom {
     /// The `Host` (without port) is `<before>{tenant}<after>`, such as
@@ -36,7 +36,7 @@ pub enum TenantFrom {
     Header(HeaderName),
 }
 
-/// What `tenants` adds to the configuration.
+/// The tenants and the issuers declared under them.
 pub struct Tenants {
     pub tenants: HashMap<String, Arc<TenantConfig>>,
     /// Issuers declared under tenants, bound to their tenant.

@@ -17,11 +17,11 @@ use http::request::Parts;
 use crate::authn::Identity;
 use crate::tenancy::config::{TenantConfig, TenantFrom};
 
-/// Why a request was refused by the tenancy stage.
+/// The reason the tenancy stage rejected a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TenancyError {
-    /// The request names no tenant, or one that does not exist. Answered
-    /// like an unknown route, so tenant ids cannot be probed.
+    /// The request names no tenant, or one that does not exist. It gets the
+    /// same 404 as an unknown route, so tenant ids cannot be probed.
     UnknownTenant,
     /// The credential belongs to another tenant than the one addressed, or
     /// its tenant claim contradicts its issuer's tenant.
