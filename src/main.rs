@@ -83,10 +83,34 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, threads, log } => portcullis::run::serve(config, threads, log),
+        Command::Serve {
+            config,
+            threads,
+            log,
+        } => portcullis::run::serve(config, threads, log),
         Command::Check { config } => portcullis::run::check(&config),
-        Command::Token(TokenCommand::Mint { key, kid, alg, issuer, audience, subject, scope, ttl, claims }) => {
-            let request = portcullis::run::MintRequest { key, kid, alg, issuer, audience, subject, scope, ttl, claims };
+        Command::Token(TokenCommand::Mint {
+            key,
+            kid,
+            alg,
+            issuer,
+            audience,
+            subject,
+            scope,
+            ttl,
+            claims,
+        }) => {
+            let request = portcullis::run::MintRequest {
+                key,
+                kid,
+                alg,
+                issuer,
+                audience,
+                subject,
+                scope,
+                ttl,
+                claims,
+            };
             portcullis::run::mint(request)
         }
     }

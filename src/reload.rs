@@ -30,7 +30,13 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(path: PathBuf, shared: Arc<Shared>, durable: Durable) -> Self {
-        Reloader { path, shared, durable, generation: AtomicU64::new(1), lock: tokio::sync::Mutex::new(()) }
+        Reloader {
+            path,
+            shared,
+            durable,
+            generation: AtomicU64::new(1),
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Reloads on every SIGHUP.
@@ -73,9 +79,18 @@ impl Reloader {
             Ok(config) => Arc::new(config),
             Err(errors) => {
                 for problem in &errors.0 {
-                    tracing::error!(config.location = problem.location.as_str(), config.path = problem.path.as_str(), problem = problem.message.as_str(), "invalid configuration");
+                    tracing::error!(
+                        config.location = problem.location.as_str(),
+                        config.path = problem.path.as_str(),
+                        problem = problem.message.as_str(),
+                        "invalid configuration"
+                    );
                 }
-                tracing::error!(reload.cause = cause, problems = errors.0.len(), "configuration reload rejected; the last good configuration keeps serving");
+                tracing::error!(
+                    reload.cause = cause,
+                    problems = errors.0.len(),
+                    "configuration reload rejected; the last good configuration keeps serving"
+                );
                 self.durable.metrics.config_reload_failed();
                 return;
             }
@@ -86,7 +101,11 @@ impl Reloader {
         let gateway = match Gateway::new(config, &self.durable, Some(&previous)) {
             Ok(gateway) => gateway,
             Err(error) => {
-                tracing::error!(reload.cause = cause, error = error.as_str(), "configuration reload failed; the last good configuration keeps serving");
+                tracing::error!(
+                    reload.cause = cause,
+                    error = error.as_str(),
+                    "configuration reload failed; the last good configuration keeps serving"
+                );
                 self.durable.metrics.config_reload_failed();
                 return;
             }
@@ -96,17 +115,30 @@ impl Reloader {
 
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.durable.metrics.config_loaded(generation, false);
-        tracing::info!(reload.cause = cause, config.generation = generation, "configuration reloaded");
+        tracing::info!(
+            reload.cause = cause,
+            config.generation = generation,
+            "configuration reloaded"
+        );
     }
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     let listener_changed = old.server.address != new.server.address
-        || old.server.tls.as_ref().map(|t| (&t.certificate, &t.key, t.min_version_13))
-            != new.server.tls.as_ref().map(|t| (&t.certificate, &t.key, t.min_version_13))
+        || old
+            .server
+            .tls
+            .as_ref()
+            .map(|t| (&t.certificate, &t.key, t.min_version_13))
+            != new
+                .server
+                .tls
+                .as_ref()
+                .map(|t| (&t.certificate, &t.key, t.min_version_13))
         || old.server.http2 != new.server.http2
         || old.admin.address != new.admin.address
-        || format!("{:?}{:?}", old.server.timeouts, old.server.limits) != format!("{:?}{:?}", new.server.timeouts, new.server.limits);
+        || format!("{:?}{:?}", old.server.timeouts, old.server.limits)
+            != format!("{:?}{:?}", new.server.timeouts, new.server.limits);
     if listener_changed {
         tracing::warn!("listener, TLS, timeout, limit or admin settings changed; they take effect after a restart");
     }

@@ -18,7 +18,11 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
         Some(path) => crate::config::load(path),
         None => {
             let base = std::env::current_dir().unwrap_or_default();
-            crate::config::parse(crate::config::EMBEDDED_DEFAULT, crate::config::EMBEDDED_NAME, &base)
+            crate::config::parse(
+                crate::config::EMBEDDED_DEFAULT,
+                crate::config::EMBEDDED_NAME,
+                &base,
+            )
         }
     }
 }
@@ -26,7 +30,13 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 pub fn check(path: &Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
-            println!("{}: ok ({} routes, {} upstreams, {} issuers)", path.display(), config.routes.len(), config.upstreams.len(), config.authentication.issuers.len());
+            println!(
+                "{}: ok ({} routes, {} upstreams, {} issuers)",
+                path.display(),
+                config.routes.len(),
+                config.upstreams.len(),
+                config.authentication.issuers.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -42,7 +52,12 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
         Ok(config) => Arc::new(config),
         Err(errors) => {
             for problem in &errors.0 {
-                tracing::error!(config.location = problem.location.as_str(), config.path = problem.path.as_str(), problem = problem.message.as_str(), "invalid configuration");
+                tracing::error!(
+                    config.location = problem.location.as_str(),
+                    config.path = problem.path.as_str(),
+                    problem = problem.message.as_str(),
+                    "invalid configuration"
+                );
             }
             eprintln!("{errors}");
             return ExitCode::FAILURE;
@@ -81,15 +96,24 @@ fn init_logging(filter: Option<String>) {
     let filter = filter
         .or_else(|| std::env::var("PORTCULLIS_LOG").ok())
         .unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(true)
+        .init();
 }
 
 async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
     let durable = Durable::new();
     let gateway = Gateway::new(config.clone(), &durable, None)?;
     start_issuer_keys(&gateway).await;
-    let shared = Arc::new(Shared { gateway: ArcSwap::from_pointee(gateway), metrics: durable.metrics.clone() });
+    let shared = Arc::new(Shared {
+        gateway: ArcSwap::from_pointee(gateway),
+        metrics: durable.metrics.clone(),
+    });
     shared.metrics.config_loaded(1, true);
 
     let tls = match &config.server.tls {
@@ -100,7 +124,9 @@ async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.address))?;
     if let Some(address) = config.admin.address {
-        let admin = crate::admin::bind(address).await.map_err(|e| format!("cannot listen on {address} (admin): {e}"))?;
+        let admin = crate::admin::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address} (admin): {e}"))?;
         tokio::spawn(crate::admin::serve(admin, shared.clone()));
     }
     tracing::info!(
@@ -133,12 +159,15 @@ async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
 /// leaves readiness false; its tokens get 503 until the keys arrive.
 pub async fn start_issuer_keys(gateway: &Gateway) {
     let issuers: Vec<_> = gateway.authenticator.remote_issuers().cloned().collect();
-    let first = issuers.iter().filter(|keys| !keys.has_usable_keys()).map(|keys| {
-        let keys = keys.clone();
-        async move {
-            let _ = keys.refresh().await;
-        }
-    });
+    let first = issuers
+        .iter()
+        .filter(|keys| !keys.has_usable_keys())
+        .map(|keys| {
+            let keys = keys.clone();
+            async move {
+                let _ = keys.refresh().await;
+            }
+        });
     futures_util::future::join_all(first).await;
     for keys in issuers {
         tokio::spawn(crate::authn::jwks::refresh_loop(Arc::downgrade(&keys)));
@@ -185,13 +214,24 @@ fn mint_token(request: &MintRequest) -> Result<String, String> {
     use crate::authn::jwk::Algorithm;
     use crate::authn::jwt_sign::SigningKey;
 
-    let pem = std::fs::read_to_string(&request.key).map_err(|e| format!("cannot read {}: {e}", request.key.display()))?;
-    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{} is not a usable PKCS#8 private key: {e}", request.key.display()))?;
+    let pem = std::fs::read_to_string(&request.key)
+        .map_err(|e| format!("cannot read {}: {e}", request.key.display()))?;
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        format!(
+            "{} is not a usable PKCS#8 private key: {e}",
+            request.key.display()
+        )
+    })?;
     let alg = match &request.alg {
-        Some(name) => Algorithm::from_name(name).ok_or_else(|| format!("unsupported algorithm {name:?}"))?,
+        Some(name) => {
+            Algorithm::from_name(name).ok_or_else(|| format!("unsupported algorithm {name:?}"))?
+        }
         None => key.default_algorithm(),
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
     let mut claims = serde_json::json!({
         "iss": request.issuer,
         "aud": request.audience,
@@ -204,16 +244,21 @@ fn mint_token(request: &MintRequest) -> Result<String, String> {
         claims["scope"] = request.scope.clone().into();
     }
     for claim in &request.claims {
-        let (name, value) = claim.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found {claim:?}"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        let (name, value) = claim
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=VALUE, found {claim:?}"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
         claims[name] = value;
     }
     let header = serde_json::json!({ "alg": alg.name(), "typ": "at+jwt", "kid": request.kid });
-    key.sign(alg, &header, &claims).map_err(|e| format!("signing failed: {e}"))
+    key.sign(alg, &header, &claims)
+        .map_err(|e| format!("signing failed: {e}"))
 }
 
 fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("the system random source works");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random source works");
     u64::from_le_bytes(bytes)
 }

@@ -40,7 +40,13 @@ impl IdentityHeaders {
     /// Every header name the gateway sets for the upstream; incoming copies
     /// are removed so a client can never spoof them.
     pub fn owned_names(&self) -> Vec<HeaderName> {
-        let mut names = vec![self.subject.clone(), self.client_id.clone(), self.scopes.clone(), self.issuer.clone(), self.tenant.clone()];
+        let mut names = vec![
+            self.subject.clone(),
+            self.client_id.clone(),
+            self.scopes.clone(),
+            self.issuer.clone(),
+            self.tenant.clone(),
+        ];
         names.extend(self.claims.iter().map(|(name, _)| name.clone()));
         names
     }
@@ -75,19 +81,45 @@ pub fn read(top: &MapReader) -> Option<IdentityHeaders> {
     let mut ok = true;
     if let Some(prefix) = map.string("prefix") {
         config.prefix = prefix.to_ascii_lowercase();
-        let name = |suffix: &str| HeaderName::from_bytes(format!("{}{suffix}", config.prefix).as_bytes());
-        match (name("subject"), name("client-id"), name("scopes"), name("issuer"), name("tenant")) {
+        let name =
+            |suffix: &str| HeaderName::from_bytes(format!("{}{suffix}", config.prefix).as_bytes());
+        match (
+            name("subject"),
+            name("client-id"),
+            name("scopes"),
+            name("issuer"),
+            name("tenant"),
+        ) {
             (Ok(subject), Ok(client_id), Ok(scopes), Ok(issuer), Ok(tenant)) => {
-                (config.subject, config.client_id, config.scopes, config.issuer, config.tenant) = (subject, client_id, scopes, issuer, tenant);
+                (
+                    config.subject,
+                    config.client_id,
+                    config.scopes,
+                    config.issuer,
+                    config.tenant,
+                ) = (subject, client_id, scopes, issuer, tenant);
             }
             _ => {
                 let node = map.get("prefix").unwrap();
-                map.problems.at(node, &map.child_path("prefix"), format!("expected a header name prefix such as x-portcullis-, found {}", found(node)));
+                map.problems.at(
+                    node,
+                    &map.child_path("prefix"),
+                    format!(
+                        "expected a header name prefix such as x-portcullis-, found {}",
+                        found(node)
+                    ),
+                );
                 ok = false;
             }
         }
     }
-    for (key, field) in [("subject", 0), ("client_id", 1), ("scopes", 2), ("issuer", 3), ("tenant", 4)] {
+    for (key, field) in [
+        ("subject", 0),
+        ("client_id", 1),
+        ("scopes", 2),
+        ("issuer", 3),
+        ("tenant", 4),
+    ] {
         let Some(node) = map.get(key) else { continue };
         match scalar_text(node).and_then(|t| HeaderName::from_bytes(t.as_bytes()).ok()) {
             Some(name) => match field {
@@ -98,7 +130,11 @@ pub fn read(top: &MapReader) -> Option<IdentityHeaders> {
                 _ => config.tenant = name,
             },
             None => {
-                map.problems.at(node, &map.child_path(key), format!("expected a header name, found {}", found(node)));
+                map.problems.at(
+                    node,
+                    &map.child_path(key),
+                    format!("expected a header name, found {}", found(node)),
+                );
                 ok = false;
             }
         }
@@ -107,13 +143,24 @@ pub fn read(top: &MapReader) -> Option<IdentityHeaders> {
         for (name, key, value) in claims.named_entries() {
             let header = HeaderName::from_bytes(name.as_bytes());
             match (header, scalar_text(value)) {
-                (Ok(header), Some(claim)) if !claim.is_empty() => config.claims.push((header, claim.to_string())),
+                (Ok(header), Some(claim)) if !claim.is_empty() => {
+                    config.claims.push((header, claim.to_string()))
+                }
                 (Err(_), _) => {
-                    claims.problems.at(key, &claims.child_path(&name), "expected a header name");
+                    claims
+                        .problems
+                        .at(key, &claims.child_path(&name), "expected a header name");
                     ok = false;
                 }
                 _ => {
-                    claims.problems.at(value, &claims.child_path(&name), format!("expected a claim path such as tenant_id, found {}", found(value)));
+                    claims.problems.at(
+                        value,
+                        &claims.child_path(&name),
+                        format!(
+                            "expected a claim path such as tenant_id, found {}",
+                            found(value)
+                        ),
+                    );
                     ok = false;
                 }
             }

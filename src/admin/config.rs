@@ -15,7 +15,9 @@ pub fn read(top: &MapReader) -> Option<AdminConfig> {
     let default_address = Some("127.0.0.1:9090".parse().unwrap());
     let Some(admin) = top.map("admin") else {
         let present = top.get("admin").is_some();
-        return (!present).then_some(AdminConfig { address: default_address });
+        return (!present).then_some(AdminConfig {
+            address: default_address,
+        });
     };
     let enabled = admin.bool("enabled").unwrap_or(true);
     let address = crate::proxy::config::read_address(&admin, "address");
@@ -24,5 +26,11 @@ pub fn read(top: &MapReader) -> Option<AdminConfig> {
     if failed {
         return None;
     }
-    Some(AdminConfig { address: if enabled { address.or(default_address) } else { None } })
+    Some(AdminConfig {
+        address: if enabled {
+            address.or(default_address)
+        } else {
+            None
+        },
+    })
 }

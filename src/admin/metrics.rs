@@ -67,34 +67,105 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route, tenant, method and status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by route, tenant, method and status",
+            requests.clone(),
+        );
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
         });
-        registry.register("request_duration_seconds", "Time from request headers to response headers, by route", duration.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request headers to response headers, by route",
+            duration.clone(),
+        );
         let denials = Family::<ReasonLabels, Counter>::default();
-        registry.register("denials", "Requests the gateway answered with an error, by reason code", denials.clone());
+        registry.register(
+            "denials",
+            "Requests the gateway answered with an error, by reason code",
+            denials.clone(),
+        );
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
-        registry.register("upstream_errors", "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol)", upstream_errors.clone());
+        registry.register(
+            "upstream_errors",
+            "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol)",
+            upstream_errors.clone(),
+        );
         let jwks_fetches = Family::<FetchLabels, Counter>::default();
-        registry.register("jwks_fetches", "Discovery and JWKS fetches, by issuer and result", jwks_fetches.clone());
+        registry.register(
+            "jwks_fetches",
+            "Discovery and JWKS fetches, by issuer and result",
+            jwks_fetches.clone(),
+        );
         let token_cache = Family::<ResultLabels, Counter>::default();
-        registry.register("token_cache_lookups", "Verified-token cache lookups, by result (hit, miss)", token_cache.clone());
+        registry.register(
+            "token_cache_lookups",
+            "Verified-token cache lookups, by result (hit, miss)",
+            token_cache.clone(),
+        );
         let in_flight = Gauge::default();
-        registry.register("requests_in_flight", "Requests being served", in_flight.clone());
+        registry.register(
+            "requests_in_flight",
+            "Requests being served",
+            in_flight.clone(),
+        );
         let generation = Gauge::default();
-        registry.register("config_generation", "Configuration generation serving requests (1 at startup, +1 per successful reload)", generation.clone());
+        registry.register(
+            "config_generation",
+            "Configuration generation serving requests (1 at startup, +1 per successful reload)",
+            generation.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("config_reloads", "Configuration reloads, by result (success, failure)", reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result (success, failure)",
+            reloads.clone(),
+        );
         let last_reload_success = Gauge::default();
-        registry.register("config_last_reload_success", "1 when the last reload (or the startup load) succeeded, 0 when it was rejected", last_reload_success.clone());
-        Metrics { registry, requests, duration, denials, upstream_errors, jwks_fetches, token_cache, in_flight, generation, reloads, last_reload_success }
+        registry.register(
+            "config_last_reload_success",
+            "1 when the last reload (or the startup load) succeeded, 0 when it was rejected",
+            last_reload_success.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            denials,
+            upstream_errors,
+            jwks_fetches,
+            token_cache,
+            in_flight,
+            generation,
+            reloads,
+            last_reload_success,
+        }
     }
 
-    pub fn request(&self, route: &Arc<String>, tenant: &Arc<String>, method: &Arc<String>, status: u16, seconds: f64) {
-        let labels = RequestLabels { route: route.clone(), tenant: tenant.clone(), method: method.clone(), status };
+    pub fn request(
+        &self,
+        route: &Arc<String>,
+        tenant: &Arc<String>,
+        method: &Arc<String>,
+        status: u16,
+        seconds: f64,
+    ) {
+        let labels = RequestLabels {
+            route: route.clone(),
+            tenant: tenant.clone(),
+            method: method.clone(),
+            status,
+        };
         self.requests.get_or_create(&labels).inc();
-        self.duration.get_or_create(&RouteLabels { route: route.clone() }).observe(seconds);
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(seconds);
     }
 
     pub fn denial(&self, reason: &'static str) {
@@ -102,15 +173,27 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, upstream: &Arc<String>, kind: &'static str) {
-        self.upstream_errors.get_or_create(&UpstreamLabels { upstream: upstream.clone(), kind }).inc();
+        self.upstream_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.clone(),
+                kind,
+            })
+            .inc();
     }
 
     pub fn jwks_fetch(&self, issuer: &str, result: &'static str) {
-        self.jwks_fetches.get_or_create(&FetchLabels { issuer: issuer.to_string(), result }).inc();
+        self.jwks_fetches
+            .get_or_create(&FetchLabels {
+                issuer: issuer.to_string(),
+                result,
+            })
+            .inc();
     }
 
     pub fn token_cache(&self, result: &'static str) {
-        self.token_cache.get_or_create(&ResultLabels { result }).inc();
+        self.token_cache
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Records a configuration that now serves: generation `generation`,
@@ -119,13 +202,17 @@ impl Metrics {
         self.generation.set(generation as i64);
         self.last_reload_success.set(1);
         if !startup {
-            self.reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            self.reloads
+                .get_or_create(&ResultLabels { result: "success" })
+                .inc();
         }
     }
 
     pub fn config_reload_failed(&self) {
         self.last_reload_success.set(0);
-        self.reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+        self.reloads
+            .get_or_create(&ResultLabels { result: "failure" })
+            .inc();
     }
 
     pub fn in_flight(&self) -> &Gauge {
@@ -135,7 +222,8 @@ impl Metrics {
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
         text
     }
 }

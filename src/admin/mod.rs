@@ -36,7 +36,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 async move { Ok::<_, Infallible>(answer(&shared, request)) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -55,7 +57,9 @@ fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         "/metrics" => {
             let mut response = Response::new(full(Bytes::from(shared.metrics.render())));
             let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -70,19 +74,28 @@ fn readiness(shared: &Shared) -> Response<Body> {
     if missing.is_empty() {
         return json(StatusCode::OK, serde_json::json!({ "ready": true }));
     }
-    json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "ready": false, "issuers_without_keys": missing }))
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({ "ready": false, "issuers_without_keys": missing }),
+    )
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -40,7 +40,10 @@ fn is_token68(token: &[u8]) -> bool {
     let body = &token[..token.len() - padding];
     // A fold without early exit keeps the loop branch-free: it runs over
     // every byte of every token.
-    !body.is_empty() && body.iter().fold(true, |valid, &b| valid & TOKEN68[b as usize])
+    !body.is_empty()
+        && body
+            .iter()
+            .fold(true, |valid, &b| valid & TOKEN68[b as usize])
 }
 
 const TOKEN68: [bool; 256] = {
@@ -48,7 +51,8 @@ const TOKEN68: [bool; 256] = {
     let mut byte = 0;
     while byte < 256 {
         let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        table[byte] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
         byte += 1;
     }
     table
@@ -70,15 +74,31 @@ mod tests {
     #[test]
     fn bearer_extraction_cases() {
         let cases: &[(&str, &[&str], Result<&str, BearerError>)] = &[
-            ("plain bearer token", &["Bearer abc.def.ghi"], Ok("abc.def.ghi")),
+            (
+                "plain bearer token",
+                &["Bearer abc.def.ghi"],
+                Ok("abc.def.ghi"),
+            ),
             ("scheme is case-insensitive", &["bearer abc"], Ok("abc")),
             ("no header", &[], Err(BearerError::Missing)),
-            ("basic scheme", &["Basic dXNlcjpwYXNz"], Err(BearerError::Malformed)),
+            (
+                "basic scheme",
+                &["Basic dXNlcjpwYXNz"],
+                Err(BearerError::Malformed),
+            ),
             ("two spaces", &["Bearer  abc"], Err(BearerError::Malformed)),
             ("empty token", &["Bearer "], Err(BearerError::Malformed)),
-            ("token with space", &["Bearer abc def"], Err(BearerError::Malformed)),
+            (
+                "token with space",
+                &["Bearer abc def"],
+                Err(BearerError::Malformed),
+            ),
             ("no token", &["Bearer"], Err(BearerError::Malformed)),
-            ("two headers", &["Bearer a", "Bearer b"], Err(BearerError::Malformed)),
+            (
+                "two headers",
+                &["Bearer a", "Bearer b"],
+                Err(BearerError::Malformed),
+            ),
             ("comma inside", &["Bearer a,b"], Err(BearerError::Malformed)),
         ];
         for (description, values, expected) in cases {

@@ -103,11 +103,19 @@ pub fn read_claim_mapping(map: &MapReader) -> Option<ClaimMapping> {
         return map.get("claims").is_none().then_some(mapping);
     };
     let mut ok = true;
-    for (key, field) in [("scopes", &mut mapping.scopes), ("roles", &mut mapping.roles), ("client_id", &mut mapping.client_id)] {
+    for (key, field) in [
+        ("scopes", &mut mapping.scopes),
+        ("roles", &mut mapping.roles),
+        ("client_id", &mut mapping.client_id),
+    ] {
         match claims.strings(key) {
             Some(list) if !list.is_empty() => *field = list,
             Some(_) => {
-                claims.problems.at(claims.get(key).unwrap(), &claims.child_path(key), "expected at least one claim path");
+                claims.problems.at(
+                    claims.get(key).unwrap(),
+                    &claims.child_path(key),
+                    "expected at least one claim path",
+                );
                 ok = false;
             }
             None => ok &= claims.get(key).is_none(),
@@ -130,7 +138,10 @@ pub enum KeySource {
     /// A JWKS written into the configuration.
     Inline(String),
     /// A shared HMAC secret, only with an explicit HS algorithm.
-    Secret { secret: Secret, algorithm: Algorithm },
+    Secret {
+        secret: Secret,
+        algorithm: Algorithm,
+    },
 }
 
 /// JWKS cache bounds for one issuer.
@@ -189,20 +200,34 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<AuthnConfig> {
     let mut config = AuthnConfig {
         issuers: Vec::new(),
         max_token_bytes: 8 * 1024,
-        token_cache: TokenCacheConfig { enabled: true, max_entries: 100_000, max_ttl: Duration::from_secs(300) },
+        token_cache: TokenCacheConfig {
+            enabled: true,
+            max_entries: 100_000,
+            max_ttl: Duration::from_secs(300),
+        },
         forward_token: false,
     };
     let Some(map) = top.map("authentication") else {
         return top.get("authentication").is_none().then_some(config);
     };
     let mut ok = true;
-    config.max_token_bytes = map.byte_size("max_token_bytes", 256, 1 << 20).map_or(config.max_token_bytes, |v| v as usize);
+    config.max_token_bytes = map
+        .byte_size("max_token_bytes", 256, 1 << 20)
+        .map_or(config.max_token_bytes, |v| v as usize);
     config.forward_token = map.bool("forward_token").unwrap_or(false);
     if let Some(cache) = map.map("token_cache") {
         let c = &mut config.token_cache;
         c.enabled = cache.bool("enabled").unwrap_or(c.enabled);
-        c.max_entries = cache.integer("max_entries", 1, 100_000_000).map_or(c.max_entries, |v| v as usize);
-        c.max_ttl = cache.duration("max_ttl", Duration::from_secs(1), Duration::from_secs(24 * 3600)).unwrap_or(c.max_ttl);
+        c.max_entries = cache
+            .integer("max_entries", 1, 100_000_000)
+            .map_or(c.max_entries, |v| v as usize);
+        c.max_ttl = cache
+            .duration(
+                "max_ttl",
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )
+            .unwrap_or(c.max_ttl);
         cache.finish();
     }
     if let Some(items) = map.list("issuers") {
@@ -215,7 +240,8 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<AuthnConfig> {
                 Some(issuer) => {
                     if config.issuers.iter().any(|i| i.issuer == issuer.issuer) {
                         let message = format!("issuer {:?} is configured twice", issuer.issuer);
-                        map.problems.at(node, &issuer_map.child_path("issuer"), message);
+                        map.problems
+                            .at(node, &issuer_map.child_path("issuer"), message);
                         ok = false;
                     }
                     config.issuers.push(Arc::new(issuer));
@@ -235,7 +261,10 @@ pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
     let issuer = map.required_string("issuer", "the exact iss value of the issuer's tokens");
     let audiences = map.strings("audiences");
     if map.get("audiences").is_none() {
-        map.missing("audiences", "the aud values this gateway accepts, such as [users-api]");
+        map.missing(
+            "audiences",
+            "the aud values this gateway accepts, such as [users-api]",
+        );
     }
     let keys = read_key_source(map, base_dir);
     let algorithms = read_algorithms(map);
@@ -249,14 +278,22 @@ pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
     let issuer = issuer?;
     let audiences = audiences?;
     if audiences.is_empty() || audiences.iter().any(String::is_empty) {
-        map.problems.at(map.get("audiences").unwrap(), &map.child_path("audiences"), "expected at least one non-empty audience");
+        map.problems.at(
+            map.get("audiences").unwrap(),
+            &map.child_path("audiences"),
+            "expected at least one non-empty audience",
+        );
         return None;
     }
     let keys = keys?;
     let algorithms = algorithms?;
     if let (KeySource::Secret { algorithm, .. }, Some(list)) = (&keys, &algorithms) {
         if list.iter().any(|a| a != algorithm) {
-            map.problems.at(map.node, &map.child_path("algorithms"), "an issuer with a secret accepts only the secret's algorithm");
+            map.problems.at(
+                map.node,
+                &map.child_path("algorithms"),
+                "an issuer with a secret accepts only the secret's algorithm",
+            );
             return None;
         }
     }
@@ -277,20 +314,32 @@ pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
 }
 
 fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
-    let given: Vec<&str> = KEY_SOURCES.iter().copied().filter(|key| map.get(key).is_some()).collect();
+    let given: Vec<&str> = KEY_SOURCES
+        .iter()
+        .copied()
+        .filter(|key| map.get(key).is_some())
+        .collect();
     // `algorithm` belongs to `secret`; reading it here marks it known.
     let algorithm_node = map.get("algorithm");
     if given.len() != 1 {
         let message = format!(
             "expected exactly one key source of {}, found {}",
             KEY_SOURCES.join(", "),
-            if given.is_empty() { "none".to_string() } else { given.join(" and ") }
+            if given.is_empty() {
+                "none".to_string()
+            } else {
+                given.join(" and ")
+            }
         );
         map.problems.at(map.node, &map.path, message);
         return None;
     }
     if algorithm_node.is_some() && given[0] != "secret" {
-        map.problems.at(algorithm_node.unwrap(), &map.child_path("algorithm"), "algorithm is only used with secret; use algorithms to restrict a JWKS");
+        map.problems.at(
+            algorithm_node.unwrap(),
+            &map.child_path("algorithm"),
+            "algorithm is only used with secret; use algorithms to restrict a JWKS",
+        );
         return None;
     }
     match given[0] {
@@ -303,10 +352,17 @@ fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
         },
         "jwks_url" => {
             let text = map.string("jwks_url")?;
-            let uri = text.parse::<Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            let uri = text
+                .parse::<Uri>()
+                .ok()
+                .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
             if uri.is_none() {
                 let node = map.get("jwks_url").unwrap();
-                map.problems.at(node, &map.child_path("jwks_url"), format!("expected an http:// or https:// URL, found {}", found(node)));
+                map.problems.at(
+                    node,
+                    &map.child_path("jwks_url"),
+                    format!("expected an http:// or https:// URL, found {}", found(node)),
+                );
             }
             uri.map(KeySource::JwksUrl)
         }
@@ -316,16 +372,28 @@ fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
                 Ok(bytes) => match crate::authn::jwk::KeySet::from_jwks_json(&bytes) {
                     Ok((set, _)) if !set.is_empty() => Some(KeySource::JwksFile(path)),
                     Ok(_) => {
-                        map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("{} holds no usable verification key", path.display()));
+                        map.problems.at(
+                            map.get("jwks_file").unwrap(),
+                            &map.child_path("jwks_file"),
+                            format!("{} holds no usable verification key", path.display()),
+                        );
                         None
                     }
                     Err(error) => {
-                        map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("{} is not a valid JWKS: {error}", path.display()));
+                        map.problems.at(
+                            map.get("jwks_file").unwrap(),
+                            &map.child_path("jwks_file"),
+                            format!("{} is not a valid JWKS: {error}", path.display()),
+                        );
                         None
                     }
                 },
                 Err(error) => {
-                    map.problems.at(map.get("jwks_file").unwrap(), &map.child_path("jwks_file"), format!("cannot read {}: {error}", path.display()));
+                    map.problems.at(
+                        map.get("jwks_file").unwrap(),
+                        &map.child_path("jwks_file"),
+                        format!("cannot read {}: {error}", path.display()),
+                    );
                     None
                 }
             }
@@ -342,11 +410,19 @@ fn read_inline_jwks(map: &MapReader) -> Option<KeySource> {
     match crate::authn::jwk::KeySet::from_jwks_json(text.as_bytes()) {
         Ok((set, _)) if !set.is_empty() => Some(KeySource::Inline(text)),
         Ok(_) => {
-            map.problems.at(node, &map.child_path("jwks"), "the JWKS holds no usable verification key");
+            map.problems.at(
+                node,
+                &map.child_path("jwks"),
+                "the JWKS holds no usable verification key",
+            );
             None
         }
         Err(error) => {
-            map.problems.at(node, &map.child_path("jwks"), format!("not a valid JWKS: {error}"));
+            map.problems.at(
+                node,
+                &map.child_path("jwks"),
+                format!("not a valid JWKS: {error}"),
+            );
             None
         }
     }
@@ -365,7 +441,11 @@ fn read_secret_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
     let secret = read_secret(map, "secret", base_dir)?;
     let algorithm = algorithm?;
     if let Err(error) = crate::authn::jwk::VerifyingKey::hmac(secret.expose(), algorithm, None) {
-        map.problems.at(map.get("secret").unwrap(), &map.child_path("secret"), format!("unusable secret: {error}"));
+        map.problems.at(
+            map.get("secret").unwrap(),
+            &map.child_path("secret"),
+            format!("unusable secret: {error}"),
+        );
         return None;
     }
     Some(KeySource::Secret { secret, algorithm })
@@ -386,7 +466,11 @@ pub fn read_secret(map: &MapReader, key: &'static str, base_dir: &Path) -> Optio
         (Some(name), None) => match std::env::var(&name) {
             Ok(value) if !value.is_empty() => value.into_bytes(),
             _ => {
-                map.problems.at(node, &path, format!("environment variable {name} is not set or empty"));
+                map.problems.at(
+                    node,
+                    &path,
+                    format!("environment variable {name} is not set or empty"),
+                );
                 return None;
             }
         },
@@ -396,11 +480,16 @@ pub fn read_secret(map: &MapReader, key: &'static str, base_dir: &Path) -> Optio
                 trimmed.to_vec()
             }
             Ok(_) => {
-                map.problems.at(node, &path, format!("secret file {file} is empty"));
+                map.problems
+                    .at(node, &path, format!("secret file {file} is empty"));
                 return None;
             }
             Err(error) => {
-                map.problems.at(node, &path, format!("cannot read secret file {file}: {error}"));
+                map.problems.at(
+                    node,
+                    &path,
+                    format!("cannot read secret file {file}: {error}"),
+                );
                 return None;
             }
         },
@@ -413,7 +502,9 @@ pub fn read_secret(map: &MapReader, key: &'static str, base_dir: &Path) -> Optio
 }
 
 fn read_algorithms(map: &MapReader) -> Option<Option<Vec<Algorithm>>> {
-    let Some(node) = map.get("algorithms") else { return Some(None) };
+    let Some(node) = map.get("algorithms") else {
+        return Some(None);
+    };
     let names = map.strings("algorithms")?;
     let mut list = Vec::new();
     for name in names {
@@ -421,13 +512,18 @@ fn read_algorithms(map: &MapReader) -> Option<Option<Vec<Algorithm>>> {
             Some(algorithm) => list.push(algorithm),
             None => {
                 let message = format!("unsupported algorithm {name:?}; expected RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384 or HS512");
-                map.problems.at(node, &map.child_path("algorithms"), message);
+                map.problems
+                    .at(node, &map.child_path("algorithms"), message);
                 return None;
             }
         }
     }
     if list.is_empty() {
-        map.problems.at(node, &map.child_path("algorithms"), "expected at least one algorithm");
+        map.problems.at(
+            node,
+            &map.child_path("algorithms"),
+            "expected at least one algorithm",
+        );
         return None;
     }
     Some(Some(list))
@@ -439,13 +535,31 @@ fn read_jwks_cache(map: &MapReader) -> Option<JwksCacheConfig> {
         return map.get("jwks_cache").is_none().then_some(config);
     };
     let (min, max) = (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
-    config.min_ttl = cache.duration("min_ttl", min, max).unwrap_or(config.min_ttl);
-    config.max_ttl = cache.duration("max_ttl", min, max).unwrap_or(config.max_ttl);
-    config.refetch_cooldown = cache.duration("refetch_cooldown", Duration::ZERO, max).unwrap_or(config.refetch_cooldown);
-    config.max_stale = cache.duration("max_stale", Duration::ZERO, max).unwrap_or(config.max_stale);
-    config.fetch_timeout = cache.duration("fetch_timeout", Duration::from_millis(100), Duration::from_secs(60)).unwrap_or(config.fetch_timeout);
+    config.min_ttl = cache
+        .duration("min_ttl", min, max)
+        .unwrap_or(config.min_ttl);
+    config.max_ttl = cache
+        .duration("max_ttl", min, max)
+        .unwrap_or(config.max_ttl);
+    config.refetch_cooldown = cache
+        .duration("refetch_cooldown", Duration::ZERO, max)
+        .unwrap_or(config.refetch_cooldown);
+    config.max_stale = cache
+        .duration("max_stale", Duration::ZERO, max)
+        .unwrap_or(config.max_stale);
+    config.fetch_timeout = cache
+        .duration(
+            "fetch_timeout",
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        )
+        .unwrap_or(config.fetch_timeout);
     if config.min_ttl > config.max_ttl {
-        cache.problems.at(cache.node, &cache.child_path("min_ttl"), "min_ttl must not exceed max_ttl");
+        cache.problems.at(
+            cache.node,
+            &cache.child_path("min_ttl"),
+            "min_ttl must not exceed max_ttl",
+        );
         cache.finish();
         return None;
     }
@@ -463,12 +577,22 @@ pub fn yaml_to_json(node: &crate::config::yaml::Node) -> serde_json::Value {
         Value::Scalar { text, .. } => match text.as_str() {
             "true" => true.into(),
             "false" => false.into(),
-            _ => text.parse::<i64>().map(Into::into).unwrap_or_else(|_| text.clone().into()),
+            _ => text
+                .parse::<i64>()
+                .map(Into::into)
+                .unwrap_or_else(|_| text.clone().into()),
         },
         Value::Sequence(items) => items.iter().map(yaml_to_json).collect(),
         Value::Mapping(entries) => entries
             .iter()
-            .map(|(k, v)| (crate::config::reader::scalar_text(k).unwrap_or_default().to_string(), yaml_to_json(v)))
+            .map(|(k, v)| {
+                (
+                    crate::config::reader::scalar_text(k)
+                        .unwrap_or_default()
+                        .to_string(),
+                    yaml_to_json(v),
+                )
+            })
             .collect::<serde_json::Map<_, _>>()
             .into(),
     }

@@ -58,7 +58,9 @@ impl Fetcher {
             Err(error) => {
                 tracing::warn!(error = %error, "no system root certificates found; https issuers will fail");
                 let roots = rustls::RootCertStore::empty();
-                let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+                let tls = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
                 hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()
@@ -66,31 +68,51 @@ impl Fetcher {
                     .wrap_connector(http)
             }
         };
-        Fetcher { client: Client::builder(TokioExecutor::new()).build(connector) }
+        Fetcher {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
     }
 
     pub async fn get(&self, uri: &Uri, timeout: Duration) -> Result<Document, FetchError> {
         let request = Request::get(uri.clone())
             .header(header::ACCEPT, "application/json")
-            .header(header::USER_AGENT, concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("portcullis/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::new())
             .expect("a GET with a parsed URI is a valid request");
         let work = async {
-            let response = self.client.request(request).await.map_err(|e| FetchError::Connect(error_chain(&e)))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Connect(error_chain(&e)))?;
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status(response.status()));
             }
-            let max_age = response.headers().get(header::CACHE_CONTROL).and_then(|v| parse_max_age(v.to_str().ok()?));
-            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES).collect().await.map_err(|error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    FetchError::TooLarge
-                } else {
-                    FetchError::Body(error.to_string())
-                }
-            })?;
-            Ok(Document { body: body.to_bytes(), max_age })
+            let max_age = response
+                .headers()
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| parse_max_age(v.to_str().ok()?));
+            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        FetchError::TooLarge
+                    } else {
+                        FetchError::Body(error.to_string())
+                    }
+                })?;
+            Ok(Document {
+                body: body.to_bytes(),
+                max_age,
+            })
         };
-        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::TimedOut)?
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::TimedOut)?
     }
 }
 
@@ -121,7 +143,11 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(seconds) = lower.strip_prefix("max-age=") {
-            max_age = seconds.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            max_age = seconds
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     max_age
@@ -133,7 +159,10 @@ mod tests {
 
     #[test]
     fn max_age_parsing() {
-        assert_eq!(parse_max_age("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(
+            parse_max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("private"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);

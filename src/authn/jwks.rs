@@ -54,7 +54,11 @@ struct Discovery {
 impl IssuerKeys {
     /// Creates the cache. Static sources (file, inline, secret) are loaded
     /// at once; remote ones are empty until [`IssuerKeys::refresh`].
-    pub fn new(config: Arc<IssuerConfig>, fetcher: Fetcher, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: Arc<IssuerConfig>,
+        fetcher: Fetcher,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let keys = IssuerKeys {
             config,
             current: ArcSwapOption::empty(),
@@ -65,7 +69,11 @@ impl IssuerKeys {
         };
         if let Some(set) = keys.static_keys()? {
             let forever = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-            keys.current.store(Some(Arc::new(CachedKeys { keys: Arc::new(set), fresh_until: forever, usable_until: forever })));
+            keys.current.store(Some(Arc::new(CachedKeys {
+                keys: Arc::new(set),
+                fresh_until: forever,
+                usable_until: forever,
+            })));
         }
         Ok(keys)
     }
@@ -73,12 +81,16 @@ impl IssuerKeys {
     fn static_keys(&self) -> Result<Option<KeySet>, String> {
         let parsed = match &self.config.keys {
             KeySource::JwksFile(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 KeySet::from_jwks_json(&bytes).map_err(|e| e.to_string())?
             }
-            KeySource::Inline(json) => KeySet::from_jwks_json(json.as_bytes()).map_err(|e| e.to_string())?,
+            KeySource::Inline(json) => {
+                KeySet::from_jwks_json(json.as_bytes()).map_err(|e| e.to_string())?
+            }
             KeySource::Secret { secret, algorithm } => {
-                let key = VerifyingKey::hmac(secret.expose(), *algorithm, None).map_err(|e| e.to_string())?;
+                let key = VerifyingKey::hmac(secret.expose(), *algorithm, None)
+                    .map_err(|e| e.to_string())?;
                 (KeySet::from_keys(vec![key]), Vec::new())
             }
             KeySource::Discovery | KeySource::JwksUrl(_) => return Ok(None),
@@ -96,7 +108,10 @@ impl IssuerKeys {
     }
 
     pub fn is_remote(&self) -> bool {
-        matches!(self.config.keys, KeySource::Discovery | KeySource::JwksUrl(_))
+        matches!(
+            self.config.keys,
+            KeySource::Discovery | KeySource::JwksUrl(_)
+        )
     }
 
     /// Returns the keys to verify with now, fresh or stale within bounds.
@@ -113,7 +128,10 @@ impl IssuerKeys {
 
     /// When the next background refresh is due.
     pub fn next_refresh(&self) -> Option<Instant> {
-        self.current.load().as_ref().map(|cached| cached.fresh_until)
+        self.current
+            .load()
+            .as_ref()
+            .map(|cached| cached.fresh_until)
     }
 
     /// Refetches after a token named a `kid` the cached keys lack. At most
@@ -157,10 +175,18 @@ impl IssuerKeys {
             Ok((set, max_age)) => {
                 self.metrics.jwks_fetch(issuer, "success");
                 let bounds = &self.config.jwks;
-                let ttl = max_age.unwrap_or(bounds.min_ttl).clamp(bounds.min_ttl, bounds.max_ttl);
+                let ttl = max_age
+                    .unwrap_or(bounds.min_ttl)
+                    .clamp(bounds.min_ttl, bounds.max_ttl);
                 let fresh_until = started + ttl;
                 let set = Arc::new(set);
-                tracing::info!(issuer.url = issuer, jwks.keys = set.len(), jwks.ttl_secs = ttl.as_secs(), fetch.cause = cause, "issuer keys fetched");
+                tracing::info!(
+                    issuer.url = issuer,
+                    jwks.keys = set.len(),
+                    jwks.ttl_secs = ttl.as_secs(),
+                    fetch.cause = cause,
+                    "issuer keys fetched"
+                );
                 self.current.store(Some(Arc::new(CachedKeys {
                     keys: set.clone(),
                     fresh_until,
@@ -184,11 +210,18 @@ impl IssuerKeys {
             KeySource::Discovery => self.discover(timeout).await?,
             _ => return Err("this issuer has static keys".into()),
         };
-        let document = self.fetcher.get(&jwks_uri, timeout).await.map_err(|e| describe(&jwks_uri, e))?;
-        let (set, skipped) = KeySet::from_jwks_json(&document.body).map_err(|e| format!("invalid JWKS at {jwks_uri}: {e}"))?;
+        let document = self
+            .fetcher
+            .get(&jwks_uri, timeout)
+            .await
+            .map_err(|e| describe(&jwks_uri, e))?;
+        let (set, skipped) = KeySet::from_jwks_json(&document.body)
+            .map_err(|e| format!("invalid JWKS at {jwks_uri}: {e}"))?;
         self.log_skipped(&skipped);
         if set.is_empty() {
-            return Err(format!("the JWKS at {jwks_uri} holds no usable verification key"));
+            return Err(format!(
+                "the JWKS at {jwks_uri} holds no usable verification key"
+            ));
         }
         Ok((set, document.max_age))
     }
@@ -197,13 +230,25 @@ impl IssuerKeys {
     /// exactly the configured issuer (OpenID Connect Discovery 1.0 §4.3).
     async fn discover(&self, timeout: Duration) -> Result<Uri, String> {
         let issuer = &self.config.issuer;
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let uri: Uri = url.parse().map_err(|_| format!("issuer {issuer:?} does not form a valid discovery URL"))?;
-        let document = self.fetcher.get(&uri, timeout).await.map_err(|e| describe(&uri, e))?;
-        let discovery: Discovery =
-            serde_json::from_slice(&document.body).map_err(|e| format!("invalid discovery document at {uri}: {e}"))?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("issuer {issuer:?} does not form a valid discovery URL"))?;
+        let document = self
+            .fetcher
+            .get(&uri, timeout)
+            .await
+            .map_err(|e| describe(&uri, e))?;
+        let discovery: Discovery = serde_json::from_slice(&document.body)
+            .map_err(|e| format!("invalid discovery document at {uri}: {e}"))?;
         if &discovery.issuer != issuer {
-            return Err(format!("discovery document at {uri} names issuer {:?}, expected {issuer:?}", discovery.issuer));
+            return Err(format!(
+                "discovery document at {uri} names issuer {:?}, expected {issuer:?}",
+                discovery.issuer
+            ));
         }
         discovery
             .jwks_uri
@@ -238,7 +283,9 @@ pub async fn refresh_loop(keys: std::sync::Weak<IssuerKeys>) {
             }
         };
         tokio::time::sleep(wait).await;
-        let Some(current) = keys.upgrade() else { return };
+        let Some(current) = keys.upgrade() else {
+            return;
+        };
         let result = current.refresh().await;
         drop(current);
         match result {

@@ -23,7 +23,7 @@ use http::HeaderMap;
 use crate::admin::metrics::Metrics;
 use crate::authn::config::{AuthnConfig, IssuerConfig};
 use crate::authn::jwks::IssuerKeys;
-use crate::authn::jwt::{Claims, ClaimRules, TokenError};
+use crate::authn::jwt::{ClaimRules, Claims, TokenError};
 use crate::authn::token_cache::TokenCache;
 
 /// The verified facts about the caller.
@@ -107,7 +107,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthnConfig, fetcher: fetch::Fetcher, metrics: Arc<Metrics>, previous: Option<&Authenticator>) -> Result<Self, String> {
+    pub fn new(
+        config: &AuthnConfig,
+        fetcher: fetch::Fetcher,
+        metrics: Arc<Metrics>,
+        previous: Option<&Authenticator>,
+    ) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         let mut rules = HashMap::new();
         for issuer in &config.issuers {
@@ -118,8 +123,17 @@ impl Authenticator {
             issuers.insert(issuer.issuer.clone(), Arc::new(keys));
             rules.insert(issuer.issuer.clone(), claim_rules(issuer));
         }
-        let cache = config.token_cache.enabled.then(|| TokenCache::new(config.token_cache.max_entries, config.token_cache.max_ttl));
-        Ok(Authenticator { issuers, rules, max_token_bytes: config.max_token_bytes, cache, metrics })
+        let cache = config
+            .token_cache
+            .enabled
+            .then(|| TokenCache::new(config.token_cache.max_entries, config.token_cache.max_ttl));
+        Ok(Authenticator {
+            issuers,
+            rules,
+            max_token_bytes: config.max_token_bytes,
+            cache,
+            metrics,
+        })
     }
 
     /// The issuers whose keys must be fetched over the network.
@@ -129,8 +143,12 @@ impl Authenticator {
 
     /// Issuers that have no usable keys now (for readiness).
     pub fn issuers_without_keys(&self) -> Vec<&str> {
-        let mut list: Vec<&str> =
-            self.issuers.values().filter(|k| !k.has_usable_keys()).map(|k| k.config.issuer.as_str()).collect();
+        let mut list: Vec<&str> = self
+            .issuers
+            .values()
+            .filter(|k| !k.has_usable_keys())
+            .map(|k| k.config.issuer.as_str())
+            .collect();
         list.sort_unstable();
         list
     }
@@ -142,7 +160,9 @@ impl Authenticator {
             bearer::BearerError::Malformed => AuthnError::MalformedHeader,
         })?;
         if token.len() > self.max_token_bytes {
-            return Err(AuthnError::Token(TokenError::TooLarge { max_bytes: self.max_token_bytes }));
+            return Err(AuthnError::Token(TokenError::TooLarge {
+                max_bytes: self.max_token_bytes,
+            }));
         }
         let now = unix_now();
 
@@ -152,7 +172,10 @@ impl Authenticator {
                 self.metrics.token_cache("hit");
                 // A token verified earlier is only as good as its issuer's
                 // keys: once they are stale beyond the bound, fail closed.
-                let keys_usable = self.issuers.get(&identity.issuer).is_some_and(|keys| keys.has_usable_keys());
+                let keys_usable = self
+                    .issuers
+                    .get(&identity.issuer)
+                    .is_some_and(|keys| keys.has_usable_keys());
                 if !keys_usable {
                     return Err(AuthnError::KeysUnavailable);
                 }
@@ -170,8 +193,13 @@ impl Authenticator {
 
     async fn verify(&self, token: &str, now: f64) -> Result<Identity, AuthnError> {
         let unverified = jwt::parse(token, self.max_token_bytes).map_err(AuthnError::Token)?;
-        let issuer_name = unverified.unverified_issuer().ok_or(AuthnError::UnknownIssuer)?;
-        let issuer = self.issuers.get(issuer_name).ok_or(AuthnError::UnknownIssuer)?;
+        let issuer_name = unverified
+            .unverified_issuer()
+            .ok_or(AuthnError::UnknownIssuer)?;
+        let issuer = self
+            .issuers
+            .get(issuer_name)
+            .ok_or(AuthnError::UnknownIssuer)?;
         let rules = &self.rules[issuer_name];
         let header = unverified.header();
         if let Some(allowed) = &issuer.config.algorithms {
@@ -180,7 +208,9 @@ impl Authenticator {
             }
         }
 
-        let keys = issuer.current(Instant::now()).map_err(|_| AuthnError::KeysUnavailable)?;
+        let keys = issuer
+            .current(Instant::now())
+            .map_err(|_| AuthnError::KeysUnavailable)?;
         let claims = match unverified.verify(&keys) {
             Err(TokenError::KeyNotFound) => {
                 let refreshed = issuer.refetch_for_unknown_kid().await;
@@ -211,10 +241,12 @@ fn identity_from(issuer: &IssuerConfig, claims: Claims) -> Result<Identity, Toke
     let mapping = &issuer.claims;
     let scopes = merged_list(&claims, &mapping.scopes)?;
     let roles = merged_list(&claims, &mapping.roles)?;
-    let client_id = mapping
-        .client_id
-        .iter()
-        .find_map(|path| claims.get(path).and_then(|v| v.as_str()).map(str::to_string));
+    let client_id = mapping.client_id.iter().find_map(|path| {
+        claims
+            .get(path)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
     Ok(Identity {
         issuer: issuer.issuer.clone(),
         tenant: issuer.tenant.clone(),
@@ -252,5 +284,8 @@ fn claim_as_text(value: Option<&serde_json::Value>) -> Option<String> {
 }
 
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -57,7 +57,10 @@ impl TokenCache {
     /// Stores a verified identity until its token's `exp` or the cache's
     /// maximum lifetime, whichever comes first.
     pub fn insert(&self, key: TokenDigest, identity: Arc<Identity>, now: f64) {
-        let valid_until = identity.expires_at.unwrap_or(f64::MAX).min(now + self.max_ttl_secs);
+        let valid_until = identity
+            .expires_at
+            .unwrap_or(f64::MAX)
+            .min(now + self.max_ttl_secs);
         if valid_until <= now {
             return;
         }
@@ -68,12 +71,19 @@ impl TokenCache {
         if shard.len() >= self.per_shard {
             // Still full of live entries: drop about half. A dropped token
             // is only verified again, so this never admits anything.
-            let victims: Vec<TokenDigest> = shard.keys().take(self.per_shard / 2 + 1).copied().collect();
+            let victims: Vec<TokenDigest> =
+                shard.keys().take(self.per_shard / 2 + 1).copied().collect();
             for victim in victims {
                 shard.remove(&victim);
             }
         }
-        shard.insert(key, Entry { identity, valid_until });
+        shard.insert(
+            key,
+            Entry {
+                identity,
+                valid_until,
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -87,7 +97,10 @@ mod tests {
     use std::time::Duration;
 
     fn identity(expires_at: f64) -> Arc<Identity> {
-        Arc::new(Identity { expires_at: Some(expires_at), ..Identity::for_tests("https://issuer.test") })
+        Arc::new(Identity {
+            expires_at: Some(expires_at),
+            ..Identity::for_tests("https://issuer.test")
+        })
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::route::config::{Match, Requirements};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     /// The required scopes, for the `WWW-Authenticate` challenge.
-    InsufficientScope { required: String },
+    InsufficientScope {
+        required: String,
+    },
     MissingRole,
     ClaimMismatch,
 }
@@ -27,14 +29,18 @@ impl Denial {
 pub fn check(requirements: &Requirements, identity: &Identity) -> Result<(), Denial> {
     let scopes_match = requirements.scopes_match.unwrap_or(Match::All);
     if !satisfied(&requirements.scopes, &identity.scopes, scopes_match) {
-        return Err(Denial::InsufficientScope { required: requirements.scopes.join(" ") });
+        return Err(Denial::InsufficientScope {
+            required: requirements.scopes.join(" "),
+        });
     }
     let roles_match = requirements.roles_match.unwrap_or(Match::All);
     if !satisfied(&requirements.roles, &identity.roles, roles_match) {
         return Err(Denial::MissingRole);
     }
     for claim in &requirements.claims {
-        let matches = identity.claim_text(&claim.path).is_some_and(|value| claim.pattern.is_match(&value));
+        let matches = identity
+            .claim_text(&claim.path)
+            .is_some_and(|value| claim.pattern.is_match(&value));
         if !matches {
             return Err(Denial::ClaimMismatch);
         }
@@ -66,17 +72,51 @@ mod tests {
     }
 
     fn requirements(scopes: &[&str], mode: Match) -> Requirements {
-        Requirements { scopes: scopes.iter().map(|s| s.to_string()).collect(), scopes_match: Some(mode), ..Default::default() }
+        Requirements {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            scopes_match: Some(mode),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn scope_cases() {
         let cases = [
-            ("all held", &["read:users", "write:users"][..], Match::All, &["read:users", "write:users", "x"][..], true),
-            ("one missing of all", &["read:users", "write:users"], Match::All, &["read:users"], false),
-            ("one of any", &["read:users", "write:users"], Match::Any, &["write:users"], true),
-            ("none of any", &["read:users"], Match::Any, &["read:user"], false),
-            ("prefix is not a match", &["read:users"], Match::All, &["read:users:all"], false),
+            (
+                "all held",
+                &["read:users", "write:users"][..],
+                Match::All,
+                &["read:users", "write:users", "x"][..],
+                true,
+            ),
+            (
+                "one missing of all",
+                &["read:users", "write:users"],
+                Match::All,
+                &["read:users"],
+                false,
+            ),
+            (
+                "one of any",
+                &["read:users", "write:users"],
+                Match::Any,
+                &["write:users"],
+                true,
+            ),
+            (
+                "none of any",
+                &["read:users"],
+                Match::Any,
+                &["read:user"],
+                false,
+            ),
+            (
+                "prefix is not a match",
+                &["read:users"],
+                Match::All,
+                &["read:users:all"],
+                false,
+            ),
             ("nothing required", &[], Match::All, &[], true),
         ];
         for (description, required, mode, held, allowed) in cases {
@@ -87,28 +127,49 @@ mod tests {
 
     #[test]
     fn insufficient_scope_names_required() {
-        let result = check(&requirements(&["read:users"], Match::All), &identity(&[], &[]));
-        assert_eq!(result, Err(Denial::InsufficientScope { required: "read:users".into() }));
+        let result = check(
+            &requirements(&["read:users"], Match::All),
+            &identity(&[], &[]),
+        );
+        assert_eq!(
+            result,
+            Err(Denial::InsufficientScope {
+                required: "read:users".into()
+            })
+        );
     }
 
     #[test]
     fn missing_role_denied() {
-        let req = Requirements { roles: vec!["admin".into()], ..Default::default() };
-        assert_eq!(check(&req, &identity(&[], &["user"])), Err(Denial::MissingRole));
+        let req = Requirements {
+            roles: vec!["admin".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&req, &identity(&[], &["user"])),
+            Err(Denial::MissingRole)
+        );
         assert!(check(&req, &identity(&[], &["admin"])).is_ok());
     }
 
     #[test]
     fn claim_pattern_must_match_whole_value() {
         let req = Requirements {
-            claims: vec![ClaimRequirement { path: "sub".into(), pattern: regex::Regex::new("^(?:user-[0-9]+)$").unwrap() }],
+            claims: vec![ClaimRequirement {
+                path: "sub".into(),
+                pattern: regex::Regex::new("^(?:user-[0-9]+)$").unwrap(),
+            }],
             ..Default::default()
         };
         let mut ok = identity(&[], &[]);
-        ok.claims = crate::authn::jwt::Claims::from_map(serde_json::from_str(r#"{"sub":"user-12"}"#).unwrap());
+        ok.claims = crate::authn::jwt::Claims::from_map(
+            serde_json::from_str(r#"{"sub":"user-12"}"#).unwrap(),
+        );
         assert!(check(&req, &ok).is_ok());
         let mut bad = identity(&[], &[]);
-        bad.claims = crate::authn::jwt::Claims::from_map(serde_json::from_str(r#"{"sub":"user-12x"}"#).unwrap());
+        bad.claims = crate::authn::jwt::Claims::from_map(
+            serde_json::from_str(r#"{"sub":"user-12x"}"#).unwrap(),
+        );
         assert_eq!(check(&req, &bad), Err(Denial::ClaimMismatch));
     }
 }

@@ -61,7 +61,11 @@ impl std::fmt::Display for ConfigErrors {
             writeln!(f, "{problem}")?;
         }
         let count = self.0.len();
-        write!(f, "{count} problem{} found", if count == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{count} problem{} found",
+            if count == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -123,13 +127,25 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
     let rate_limits = crate::ratelimit::config::read_policies(top);
-    let global_rate_limits = crate::ratelimit::config::read_global(top, &declared_names(top, "rate_limits"), rate_limits.as_ref());
-    let tenants = crate::tenancy::config::read_tenants(top, base_dir, &declared_names(top, "rate_limits"), rate_limits.as_ref());
+    let global_rate_limits = crate::ratelimit::config::read_global(
+        top,
+        &declared_names(top, "rate_limits"),
+        rate_limits.as_ref(),
+    );
+    let tenants = crate::tenancy::config::read_tenants(
+        top,
+        base_dir,
+        &declared_names(top, "rate_limits"),
+        rate_limits.as_ref(),
+    );
     let tenant_from = crate::tenancy::config::read_tenant_from(top);
     if let (Some(authn), Some(tenants)) = (authentication.as_mut(), tenants.as_ref()) {
         bind_tenant_issuers(top, authn, tenants);
     }
-    let declared = Declared { upstreams: declared_names(top, "upstreams"), rate_limits: declared_names(top, "rate_limits") };
+    let declared = Declared {
+        upstreams: declared_names(top, "upstreams"),
+        rate_limits: declared_names(top, "rate_limits"),
+    };
     let routes = crate::route::config::read_routes(
         top,
         &declared,
@@ -157,17 +173,30 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
 /// Adds the issuers declared under tenants to the trusted issuers. An
 /// issuer URL may appear once in the whole file, so it belongs to exactly
 /// one tenant (or to none).
-fn bind_tenant_issuers(top: &MapReader, authn: &mut AuthnConfig, tenants: &crate::tenancy::config::Tenants) {
+fn bind_tenant_issuers(
+    top: &MapReader,
+    authn: &mut AuthnConfig,
+    tenants: &crate::tenancy::config::Tenants,
+) {
     for issuer in &tenants.issuers {
-        let owner = authn.issuers.iter().find(|existing| existing.issuer == issuer.issuer);
+        let owner = authn
+            .issuers
+            .iter()
+            .find(|existing| existing.issuer == issuer.issuer);
         if let Some(existing) = owner {
-            let first = existing.tenant.as_deref().map_or("authentication.issuers".to_string(), |t| format!("tenant {t:?}"));
+            let first = existing
+                .tenant
+                .as_deref()
+                .map_or("authentication.issuers".to_string(), |t| {
+                    format!("tenant {t:?}")
+                });
             let message = format!(
                 "issuer {:?} of tenant {:?} is already bound to {first}; an issuer belongs to exactly one tenant",
                 issuer.issuer,
                 issuer.tenant.as_deref().unwrap_or_default()
             );
-            top.problems.at(top.get("tenants").unwrap(), "tenants", message);
+            top.problems
+                .at(top.get("tenants").unwrap(), "tenants", message);
             continue;
         }
         authn.issuers.push(Arc::new(issuer.clone()));
@@ -183,9 +212,10 @@ pub struct Declared {
 
 fn declared_names(top: &MapReader, key: &'static str) -> Vec<String> {
     match top.get(key).map(|node| &node.value) {
-        Some(yaml::Value::Mapping(entries)) => {
-            entries.iter().filter_map(|(k, _)| reader::scalar_text(k).map(str::to_string)).collect()
-        }
+        Some(yaml::Value::Mapping(entries)) => entries
+            .iter()
+            .filter_map(|(k, _)| reader::scalar_text(k).map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -37,7 +37,10 @@ pub struct Problems {
 
 impl Problems {
     pub fn new(file: impl Into<String>) -> Self {
-        Problems { file: file.into(), list: RefCell::new(Vec::new()) }
+        Problems {
+            file: file.into(),
+            list: RefCell::new(Vec::new()),
+        }
     }
 
     pub fn file(&self) -> &str {
@@ -60,7 +63,11 @@ impl Problems {
             Some((line, column)) => format!("{}:{}:{}", self.file, line, column),
             None => self.file.clone(),
         };
-        self.list.borrow_mut().push(Problem { location, path: path.to_string(), message });
+        self.list.borrow_mut().push(Problem {
+            location,
+            path: path.to_string(),
+            message,
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +95,10 @@ pub fn found(node: &Node) -> String {
 
 /// Suggests the closest of `candidates` to `given`, when it is close enough
 /// to be a likely typo.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
@@ -122,7 +132,11 @@ impl<'a> MapReader<'a> {
                 })
             }
             _ => {
-                problems.at(node, path, format!("expected a mapping, found {}", found(node)));
+                problems.at(
+                    node,
+                    path,
+                    format!("expected a mapping, found {}", found(node)),
+                );
                 None
             }
         }
@@ -149,7 +163,11 @@ impl<'a> MapReader<'a> {
 
     /// Reports a required key that is missing.
     pub fn missing(&self, key: &str, expected: &str) {
-        self.problems.at(self.node, &self.child_path(key), format!("missing; expected {expected}"));
+        self.problems.at(
+            self.node,
+            &self.child_path(key),
+            format!("missing; expected {expected}"),
+        );
     }
 
     pub fn map(&self, key: &'static str) -> Option<MapReader<'a>> {
@@ -183,8 +201,10 @@ impl<'a> MapReader<'a> {
             return scalar_string(node, &path, self.problems).map(|s| vec![s]);
         }
         let items = list_items(node, &path, self.problems)?;
-        let strings: Vec<Option<String>> =
-            items.iter().map(|(item_path, item)| scalar_string(item, item_path, self.problems)).collect();
+        let strings: Vec<Option<String>> = items
+            .iter()
+            .map(|(item_path, item)| scalar_string(item, item_path, self.problems))
+            .collect();
         strings.into_iter().collect()
     }
 
@@ -208,7 +228,10 @@ impl<'a> MapReader<'a> {
         match parsed {
             Some(value) if (min..=max).contains(&value) => Some(value),
             _ => {
-                let message = format!("expected an integer from {min} to {max}, found {}", found(node));
+                let message = format!(
+                    "expected an integer from {min} to {max}, found {}",
+                    found(node)
+                );
                 self.problems.at(node, &self.child_path(key), message);
                 None
             }
@@ -256,7 +279,11 @@ impl<'a> MapReader<'a> {
         if let Some(word) = allowed.iter().find(|word| Some(**word) == text) {
             return Some(word);
         }
-        let mut message = format!("expected one of {}, found {}", allowed.join(", "), found(node));
+        let mut message = format!(
+            "expected one of {}, found {}",
+            allowed.join(", "),
+            found(node)
+        );
         if let Some(suggestion) = text.and_then(|t| did_you_mean(t, allowed.iter().copied())) {
             message.push_str(&format!("; did you mean {suggestion:?}?"));
         }
@@ -303,10 +330,17 @@ impl<'a> MapReader<'a> {
 
 fn report_duplicate_keys(entries: &[(Node, Node)], path: &str, problems: &Problems) {
     for (index, (key, _)) in entries.iter().enumerate() {
-        let Some(name) = scalar_text(key) else { continue };
-        let first = entries[..index].iter().find(|(earlier, _)| scalar_text(earlier) == Some(name));
+        let Some(name) = scalar_text(key) else {
+            continue;
+        };
+        let first = entries[..index]
+            .iter()
+            .find(|(earlier, _)| scalar_text(earlier) == Some(name));
         if let Some((earlier, _)) = first {
-            let message = format!("duplicate key {name:?}; it was first set on line {}", earlier.line);
+            let message = format!(
+                "duplicate key {name:?}; it was first set on line {}",
+                earlier.line
+            );
             problems.at(key, path, message);
         }
     }
@@ -324,20 +358,36 @@ pub fn scalar_string(node: &Node, path: &str, problems: &Problems) -> Option<Str
     match &node.value {
         Value::Scalar { text, .. } if !node.is_null() => Some(text.clone()),
         _ => {
-            problems.at(node, path, format!("expected a string, found {}", found(node)));
+            problems.at(
+                node,
+                path,
+                format!("expected a string, found {}", found(node)),
+            );
             None
         }
     }
 }
 
 /// Returns the items of a list node, each with its `path[index]`.
-pub fn list_items<'a>(node: &'a Node, path: &str, problems: &Problems) -> Option<Vec<(String, &'a Node)>> {
+pub fn list_items<'a>(
+    node: &'a Node,
+    path: &str,
+    problems: &Problems,
+) -> Option<Vec<(String, &'a Node)>> {
     match &node.value {
-        Value::Sequence(items) => {
-            Some(items.iter().enumerate().map(|(i, item)| (format!("{path}[{i}]"), item)).collect())
-        }
+        Value::Sequence(items) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{path}[{i}]"), item))
+                .collect(),
+        ),
         _ => {
-            problems.at(node, path, format!("expected a list, found {}", found(node)));
+            problems.at(
+                node,
+                path,
+                format!("expected a list, found {}", found(node)),
+            );
             None
         }
     }
@@ -345,7 +395,9 @@ pub fn list_items<'a>(node: &'a Node, path: &str, problems: &Problems) -> Option
 
 fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim().replace('_', "");
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits.parse().ok()?;
     let multiplier: u64 = match unit.trim() {
@@ -381,7 +433,10 @@ mod tests {
             r.duration("timeout", Duration::ZERO, Duration::from_secs(60));
             r.string("upstream");
         });
-        assert_eq!(problems, vec!["test.yaml:2:1: upstrem: unknown key \"upstrem\"; did you mean \"upstream\"?"]);
+        assert_eq!(
+            problems,
+            vec!["test.yaml:2:1: upstrem: unknown key \"upstrem\"; did you mean \"upstream\"?"]
+        );
     }
 
     #[test]
@@ -393,8 +448,14 @@ mod tests {
         });
         assert_eq!(problems.len(), 3);
         assert!(problems[0].starts_with("test.yaml:1:4: a: expected a duration"));
-        assert_eq!(problems[1], "test.yaml:2:4: b: expected an integer from 1 to 10, found \"99999\"");
-        assert_eq!(problems[2], "test.yaml:3:4: c: expected a string, found a list");
+        assert_eq!(
+            problems[1],
+            "test.yaml:2:4: b: expected an integer from 1 to 10, found \"99999\""
+        );
+        assert_eq!(
+            problems[2],
+            "test.yaml:3:4: c: expected a string, found a list"
+        );
     }
 
     #[test]
@@ -402,7 +463,10 @@ mod tests {
         let problems = read("a: 1\na: 2\n", |r| {
             r.string("a");
         });
-        assert_eq!(problems, vec!["test.yaml:2:1: duplicate key \"a\"; it was first set on line 1"]);
+        assert_eq!(
+            problems,
+            vec!["test.yaml:2:1: duplicate key \"a\"; it was first set on line 1"]
+        );
     }
 
     #[test]

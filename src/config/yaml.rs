@@ -17,7 +17,10 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum Value {
     /// A scalar, with `quoted` set when the file quoted it (so `"1"` stays a string).
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Sequence(Vec<Node>),
     Mapping(Vec<(Node, Node)>),
 }
@@ -26,7 +29,10 @@ impl Node {
     /// Names the kind of node for "expected X, found Y" messages.
     pub fn kind(&self) -> &'static str {
         match &self.value {
-            Value::Scalar { text, quoted: false } if is_null(text) => "null",
+            Value::Scalar {
+                text,
+                quoted: false,
+            } if is_null(text) => "null",
             Value::Scalar { .. } => "a scalar",
             Value::Sequence(_) => "a list",
             Value::Mapping(_) => "a mapping",
@@ -63,7 +69,11 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         });
     }
     if let Some(message) = builder.error {
-        return Err(SyntaxError { line: builder.error_line, column: 1, message });
+        return Err(SyntaxError {
+            line: builder.error_line,
+            column: 1,
+            message,
+        });
     }
     Ok(builder.root.unwrap_or(Node {
         value: Value::Mapping(Vec::new()),
@@ -109,14 +119,18 @@ impl TreeBuilder {
 
 fn placeholder() -> Node {
     Node {
-        value: Value::Scalar { text: "\u{0}placeholder".into(), quoted: true },
+        value: Value::Scalar {
+            text: "\u{0}placeholder".into(),
+            quoted: true,
+        },
         line: 0,
         column: 0,
     }
 }
 
 fn is_placeholder(node: &Node) -> bool {
-    node.line == 0 && matches!(&node.value, Value::Scalar { text, .. } if text == "\u{0}placeholder")
+    node.line == 0
+        && matches!(&node.value, Value::Scalar { text, .. } if text == "\u{0}placeholder")
 }
 
 impl MarkedEventReceiver for TreeBuilder {
@@ -128,19 +142,34 @@ impl MarkedEventReceiver for TreeBuilder {
         match event {
             Event::Scalar(text, style, anchor, _) => {
                 let quoted = !matches!(style, TScalarStyle::Plain);
-                let node = Node { value: Value::Scalar { text, quoted }, line, column };
+                let node = Node {
+                    value: Value::Scalar { text, quoted },
+                    line,
+                    column,
+                };
                 self.push_complete(node, anchor);
             }
             Event::SequenceStart(anchor, _) => {
                 self.anchor_stack.push(anchor);
-                self.stack.push(Node { value: Value::Sequence(Vec::new()), line, column });
+                self.stack.push(Node {
+                    value: Value::Sequence(Vec::new()),
+                    line,
+                    column,
+                });
             }
             Event::MappingStart(anchor, _) => {
                 self.anchor_stack.push(anchor);
-                self.stack.push(Node { value: Value::Mapping(Vec::new()), line, column });
+                self.stack.push(Node {
+                    value: Value::Mapping(Vec::new()),
+                    line,
+                    column,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let node = self.stack.pop().expect("parser balances start and end events");
+                let node = self
+                    .stack
+                    .pop()
+                    .expect("parser balances start and end events");
                 let anchor = self.anchor_stack.pop().unwrap_or(0);
                 self.push_complete(node, anchor);
             }
@@ -163,18 +192,27 @@ mod tests {
     #[test]
     fn nodes_keep_lines() {
         let root = parse("a: 1\nb:\n  - x\n  - \"2\"\n").unwrap();
-        let Value::Mapping(entries) = &root.value else { panic!("not a mapping") };
+        let Value::Mapping(entries) = &root.value else {
+            panic!("not a mapping")
+        };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].0.line, 2);
-        let Value::Sequence(items) = &entries[1].1.value else { panic!("not a list") };
+        let Value::Sequence(items) = &entries[1].1.value else {
+            panic!("not a list")
+        };
         assert_eq!(items[1].line, 4);
-        assert!(matches!(&items[1].value, Value::Scalar { quoted: true, .. }));
+        assert!(matches!(
+            &items[1].value,
+            Value::Scalar { quoted: true, .. }
+        ));
     }
 
     #[test]
     fn aliases_copy_anchored_nodes() {
         let root = parse("a: &x {k: v}\nb: *x\n").unwrap();
-        let Value::Mapping(entries) = &root.value else { panic!("not a mapping") };
+        let Value::Mapping(entries) = &root.value else {
+            panic!("not a mapping")
+        };
         assert!(matches!(&entries[1].1.value, Value::Mapping(m) if m.len() == 1));
     }
 

@@ -238,10 +238,9 @@ fn check_field_bytes(headers: &HeaderMap) -> Result<(), FramingError> {
 fn is_visible_ascii(value: &HeaderValue) -> bool {
     // A fold without early exit compiles to a vectorized loop; this runs on
     // every byte of every request header.
-    value
-        .as_bytes()
-        .iter()
-        .fold(true, |valid, &byte| valid & (byte == b'\t' || (b' '..=b'~').contains(&byte)))
+    value.as_bytes().iter().fold(true, |valid, &byte| {
+        valid & (byte == b'\t' || (b' '..=b'~').contains(&byte))
+    })
 }
 
 fn check_content_length(headers: &HeaderMap) -> Result<(), FramingError> {

@@ -48,13 +48,22 @@ impl Normalizer {
     }
 
     /// Checks and cleans the request head in place.
-    pub fn normalize(&self, parts: &mut Parts, connection: Connection) -> Result<Normalized, Rejection> {
-        headers::check_framing(parts.version, &parts.headers).map_err(|error| Rejection::BadRequest { reason: error.reason() })?;
+    pub fn normalize(
+        &self,
+        parts: &mut Parts,
+        connection: Connection,
+    ) -> Result<Normalized, Rejection> {
+        headers::check_framing(parts.version, &parts.headers).map_err(|error| {
+            Rejection::BadRequest {
+                reason: error.reason(),
+            }
+        })?;
         let path = self.canonical_path(parts)?;
 
         let xff = parts.headers.get_all("x-forwarded-for");
         let client_ip = forwarded::client_ip(connection.peer.ip(), xff.iter(), &self.trusted);
-        let forwarded_for = forwarded::forwarded_for_value(connection.peer.ip(), xff.iter(), &self.trusted);
+        let forwarded_for =
+            forwarded::forwarded_for_value(connection.peer.ip(), xff.iter(), &self.trusted);
 
         headers::remove_hop_by_hop(&mut parts.headers);
         self.gateway_headers.strip_spoofable(&mut parts.headers);
@@ -71,12 +80,18 @@ impl Normalizer {
     /// with a path are served; `*` and CONNECT authority-form are rejected.
     fn canonical_path(&self, parts: &Parts) -> Result<String, Rejection> {
         if parts.method == http::Method::CONNECT {
-            return Err(Rejection::BadRequest { reason: "request_target_unsupported" });
+            return Err(Rejection::BadRequest {
+                reason: "request_target_unsupported",
+            });
         }
         let raw = parts.uri.path();
         if !raw.starts_with('/') {
-            return Err(Rejection::BadRequest { reason: "request_target_unsupported" });
+            return Err(Rejection::BadRequest {
+                reason: "request_target_unsupported",
+            });
         }
-        path::canonicalize(raw, &self.path_options).map_err(|error| Rejection::BadRequest { reason: error.reason() })
+        path::canonicalize(raw, &self.path_options).map_err(|error| Rejection::BadRequest {
+            reason: error.reason(),
+        })
     }
 }

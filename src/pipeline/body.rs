@@ -48,7 +48,11 @@ pin_project_lite::pin_project! {
 
 impl<B> LimitedBody<B> {
     pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        LimitedBody { inner, remaining: limit, exceeded }
+        LimitedBody {
+            inner,
+            remaining: limit,
+            exceeded,
+        }
     }
 }
 
@@ -60,7 +64,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

@@ -117,16 +117,32 @@ impl Gateway {
     /// Builds every stage from one configuration. Issuer keys already
     /// fetched by `previous` are reused for the same issuers, so a reload
     /// never leaves an issuer without keys while they are fetched again.
-    pub fn new(config: Arc<Config>, durable: &Durable, previous: Option<&Gateway>) -> Result<Self, String> {
+    pub fn new(
+        config: Arc<Config>,
+        durable: &Durable,
+        previous: Option<&Gateway>,
+    ) -> Result<Self, String> {
         let metrics = durable.metrics.clone();
         let routes = config.routes.clone();
         let labels = Labels {
             no_route: Arc::new(NO_ROUTE.to_string()),
-            tenants: config.tenants.keys().map(|id| (id.clone(), Arc::new(id.clone()))).collect(),
-            routes: routes.iter().map(|r| (r.id.clone(), Arc::new(r.id.clone()))).collect(),
+            tenants: config
+                .tenants
+                .keys()
+                .map(|id| (id.clone(), Arc::new(id.clone())))
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|r| (r.id.clone(), Arc::new(r.id.clone())))
+                .collect(),
             methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                 .iter()
-                .map(|m| (http::Method::from_bytes(m.as_bytes()).unwrap(), Arc::new(m.to_string())))
+                .map(|m| {
+                    (
+                        http::Method::from_bytes(m.as_bytes()).unwrap(),
+                        Arc::new(m.to_string()),
+                    )
+                })
                 .collect(),
             other_method: Arc::new("other".to_string()),
         };
@@ -149,7 +165,11 @@ impl Gateway {
 
     /// Serves one request end to end. Every outcome, a rejection included,
     /// becomes a response.
-    pub async fn handle(&self, request: Request<Incoming>, connection: Connection) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Response<Body> {
         let mut context = Context {
             started: Instant::now(),
             method: request.method().clone(),
@@ -173,7 +193,12 @@ impl Gateway {
         response
     }
 
-    async fn run(&self, context: &mut Context, request: Request<Incoming>, connection: Connection) -> Result<Response<Body>, Rejection> {
+    async fn run(
+        &self,
+        context: &mut Context,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Result<Response<Body>, Rejection> {
         let (mut parts, body) = request.into_parts();
 
         let mut normalized = self.normalizer.normalize(&mut parts, connection)?;
@@ -184,20 +209,34 @@ impl Gateway {
             self.resolve_tenant(from, context, &parts, &mut normalized)?;
         }
 
-        let matched = self.router.find(&parts.method, &normalized.path).map_err(|error| match error {
-            crate::route::RouteError::NotFound => Rejection::NotFound,
-            crate::route::RouteError::MethodNotAllowed { allow } => Rejection::MethodNotAllowed { allow },
-        })?;
+        let matched =
+            self.router
+                .find(&parts.method, &normalized.path)
+                .map_err(|error| match error {
+                    crate::route::RouteError::NotFound => Rejection::NotFound,
+                    crate::route::RouteError::MethodNotAllowed { allow } => {
+                        Rejection::MethodNotAllowed { allow }
+                    }
+                })?;
         let route = matched.route;
         context.route = Some(route.clone());
-        if let Some(from) = self.tenant_source(&route).filter(|from| !matches!(from, TenantFrom::PathPrefix { .. })) {
+        if let Some(from) = self
+            .tenant_source(&route)
+            .filter(|from| !matches!(from, TenantFrom::PathPrefix { .. }))
+        {
             self.resolve_tenant(from, context, &parts, &mut normalized)?;
         }
-        let body_limit = route.max_body_bytes.unwrap_or(self.config.server.limits.max_body_bytes);
+        let body_limit = route
+            .max_body_bytes
+            .unwrap_or(self.config.server.limits.max_body_bytes);
         check_declared_length(&parts, body_limit)?;
 
         if route.authentication == AuthMode::Required {
-            let identity = self.authenticator.authenticate(&parts.headers).await.map_err(Rejection::Unauthenticated)?;
+            let identity = self
+                .authenticator
+                .authenticate(&parts.headers)
+                .await
+                .map_err(Rejection::Unauthenticated)?;
             self.bind_tenant(context, &identity, &route)?;
             context.identity = Some(identity);
         }
@@ -208,13 +247,22 @@ impl Gateway {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
         }
 
-        self.forward(context, parts, body, &route, normalized, body_limit).await
+        self.forward(context, parts, body, &route, normalized, body_limit)
+            .await
     }
 
     /// Finds the tenant the request addresses. An unknown or missing tenant
     /// gets the same 404 as an unknown route.
-    fn resolve_tenant(&self, from: &TenantFrom, context: &mut Context, parts: &Parts, normalized: &mut Normalized) -> Result<(), Rejection> {
-        let (tenant, rest) = crate::tenancy::resolve(from, &self.config.tenants, parts, &normalized.path).map_err(|_| Rejection::NotFound)?;
+    fn resolve_tenant(
+        &self,
+        from: &TenantFrom,
+        context: &mut Context,
+        parts: &Parts,
+        normalized: &mut Normalized,
+    ) -> Result<(), Rejection> {
+        let (tenant, rest) =
+            crate::tenancy::resolve(from, &self.config.tenants, parts, &normalized.path)
+                .map_err(|_| Rejection::NotFound)?;
         context.tenant = Some(tenant.clone());
         if let Some(rest) = rest {
             normalized.path = rest;
@@ -226,12 +274,20 @@ impl Gateway {
     /// Returns how a route's requests name their tenant: the route's own
     /// setting, else the top-level one.
     fn tenant_source<'a>(&'a self, route: &'a RouteConfig) -> Option<&'a TenantFrom> {
-        route.tenant_from.as_ref().or(self.config.tenant_from.as_ref())
+        route
+            .tenant_from
+            .as_ref()
+            .or(self.config.tenant_from.as_ref())
     }
 
     /// Checks that the credential belongs to the addressed tenant, and that
     /// its tenant claim agrees with its issuer's tenant.
-    fn bind_tenant(&self, context: &mut Context, identity: &Identity, route: &RouteConfig) -> Result<(), Rejection> {
+    fn bind_tenant(
+        &self,
+        context: &mut Context,
+        identity: &Identity,
+        route: &RouteConfig,
+    ) -> Result<(), Rejection> {
         let addressed = self.tenant_source(route).and(context.tenant.as_deref());
         if crate::tenancy::bind(identity, addressed).is_err() {
             tracing::warn!(
@@ -248,14 +304,27 @@ impl Gateway {
             return Err(Rejection::TenantMismatch);
         }
         if context.tenant.is_none() {
-            context.tenant = identity.tenant.as_ref().and_then(|id| self.config.tenants.get(id)).cloned();
+            context.tenant = identity
+                .tenant
+                .as_ref()
+                .and_then(|id| self.config.tenants.get(id))
+                .cloned();
         }
         Ok(())
     }
 
     fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
-        let tenant_policies = context.tenant.as_ref().map(|t| t.rate_limits.as_slice()).unwrap_or_default();
-        let policies = self.config.global_rate_limits.iter().chain(tenant_policies).chain(route.rate_limits.iter());
+        let tenant_policies = context
+            .tenant
+            .as_ref()
+            .map(|t| t.rate_limits.as_slice())
+            .unwrap_or_default();
+        let policies = self
+            .config
+            .global_rate_limits
+            .iter()
+            .chain(tenant_policies)
+            .chain(route.rate_limits.iter());
         let inputs = KeyInputs {
             client_ip: context.client_ip,
             identity: context.identity.as_deref(),
@@ -266,7 +335,10 @@ impl Gateway {
             return Ok(());
         };
         let denied = !outcome.decision.allowed;
-        let retry_after = outcome.decision.retry_after.unwrap_or(outcome.decision.reset_after);
+        let retry_after = outcome
+            .decision
+            .retry_after
+            .unwrap_or(outcome.decision.reset_after);
         context.limit = Some(outcome);
         if denied {
             return Err(Rejection::RateLimited { retry_after });
@@ -289,18 +361,30 @@ impl Gateway {
             }
         }
         if let Some(identity) = &context.identity {
-            self.config.identity_headers.insert(&mut parts.headers, identity);
+            self.config
+                .identity_headers
+                .insert(&mut parts.headers, identity);
             if !self.config.authentication.forward_token {
                 parts.headers.remove(header::AUTHORIZATION);
             }
         }
-        parts.headers.insert(header::HeaderName::from_static("x-forwarded-for"), normalized.forwarded_for);
+        parts.headers.insert(
+            header::HeaderName::from_static("x-forwarded-for"),
+            normalized.forwarded_for,
+        );
         let proto = if normalized.tls { "https" } else { "http" };
-        parts.headers.insert(header::HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+        parts.headers.insert(
+            header::HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(proto),
+        );
 
         let exceeded = Arc::new(AtomicBool::new(false));
-        let body = http_body_util::BodyExt::boxed(LimitedBody::new(body, body_limit, exceeded.clone()));
-        let result = self.upstreams.send(&route.upstream, parts, &normalized.path, body).await;
+        let body =
+            http_body_util::BodyExt::boxed(LimitedBody::new(body, body_limit, exceeded.clone()));
+        let result = self
+            .upstreams
+            .send(&route.upstream, parts, &normalized.path, body)
+            .await;
         match result {
             Ok(response) => Ok(response),
             Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),
@@ -320,11 +404,26 @@ impl Gateway {
     }
 
     /// Applies the response header policy and the RateLimit fields.
-    fn protect(&self, context: &Context, mut response: Response<Body>, connection: Connection) -> Response<Body> {
+    fn protect(
+        &self,
+        context: &Context,
+        mut response: Response<Body>,
+        connection: Connection,
+    ) -> Response<Body> {
         let sensitive = context.route.as_ref().is_some_and(|r| r.sensitive);
-        crate::protect::apply(&self.config.response_headers, response.headers_mut(), connection.tls, sensitive);
+        crate::protect::apply(
+            &self.config.response_headers,
+            response.headers_mut(),
+            connection.tls,
+            sensitive,
+        );
         if let Some(outcome) = &context.limit {
-            crate::ratelimit::headers::apply(response.headers_mut(), &outcome.policy.name, &outcome.policy.quota, &outcome.decision);
+            crate::ratelimit::headers::apply(
+                response.headers_mut(),
+                &outcome.policy.name,
+                &outcome.policy.quota,
+                &outcome.decision,
+            );
         }
         response
     }
@@ -349,7 +448,13 @@ impl Gateway {
             .and_then(|t| self.labels.tenants.get(&t.id))
             .unwrap_or(&self.labels.no_route);
         let status = response.status().as_u16();
-        self.metrics.request(route_label, tenant_label, method_label, status, elapsed.as_secs_f64());
+        self.metrics.request(
+            route_label,
+            tenant_label,
+            method_label,
+            status,
+            elapsed.as_secs_f64(),
+        );
         if !self.config.server.access_log {
             return;
         }
@@ -369,7 +474,10 @@ impl Gateway {
 /// Rejects a request whose declared `Content-Length` is over the limit
 /// before any byte is forwarded. Chunked bodies are counted as they stream.
 fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Rejection> {
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => Err(Rejection::PayloadTooLarge),
         _ => Ok(()),

@@ -18,15 +18,21 @@ use crate::pipeline::body::{full, Body};
 pub enum Rejection {
     /// Malformed or ambiguous request (framing, path); the connection is
     /// closed after the response.
-    BadRequest { reason: &'static str },
+    BadRequest {
+        reason: &'static str,
+    },
     NotFound,
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed {
+        allow: String,
+    },
     PayloadTooLarge,
     Unauthenticated(AuthnError),
     Forbidden(Denial),
     /// The credential belongs to another tenant than the one addressed.
     TenantMismatch,
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        retry_after: Duration,
+    },
     UpstreamUnavailable,
     UpstreamTimeout,
     /// A fault inside the gateway; details are logged, never sent.
@@ -56,7 +62,9 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -75,13 +83,21 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => "the route does not allow this method",
             Rejection::PayloadTooLarge => "the request body exceeds the route's limit",
             Rejection::Unauthenticated(AuthnError::Missing) => "a bearer token is required",
-            Rejection::Unauthenticated(AuthnError::MalformedHeader) => "the Authorization header is not a single Bearer token",
-            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => "the token issuer's keys are unavailable; retry later",
+            Rejection::Unauthenticated(AuthnError::MalformedHeader) => {
+                "the Authorization header is not a single Bearer token"
+            }
+            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
+                "the token issuer's keys are unavailable; retry later"
+            }
             Rejection::Unauthenticated(_) => "the access token is invalid",
-            Rejection::Forbidden(Denial::InsufficientScope { .. }) => "the access token lacks a required scope",
+            Rejection::Forbidden(Denial::InsufficientScope { .. }) => {
+                "the access token lacks a required scope"
+            }
             Rejection::Forbidden(_) => "the caller may not use this route",
             Rejection::TenantMismatch => "the credential belongs to another tenant",
-            Rejection::RateLimited { .. } => "rate limit exceeded; retry after the time in Retry-After",
+            Rejection::RateLimited { .. } => {
+                "rate limit exceeded; retry after the time in Retry-After"
+            }
             Rejection::UpstreamUnavailable => "the upstream service failed to respond",
             Rejection::UpstreamTimeout => "the upstream service timed out",
             Rejection::Internal => "",
@@ -108,7 +124,10 @@ impl Rejection {
         let mut response = Response::new(full(Bytes::from(body.to_string())));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         self.add_standard_headers(headers);
         response
@@ -168,10 +187,17 @@ mod tests {
 
     #[tokio::test]
     async fn expired_token_problem_body() {
-        let response = Rejection::Unauthenticated(AuthnError::Token(TokenError::Expired)).into_response();
+        let response =
+            Rejection::Unauthenticated(AuthnError::Token(TokenError::Expired)).into_response();
         assert_eq!(response.status(), 401);
-        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"portcullis\", error=\"invalid_token\"");
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\", error=\"invalid_token\""
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         assert_eq!(
             body_text(response).await,
             r#"{"detail":"the access token is invalid","reason":"token_expired","status":401,"title":"Unauthorized","type":"urn:portcullis:reason:token_expired"}"#
@@ -180,7 +206,9 @@ mod tests {
 
     #[tokio::test]
     async fn missing_scope_challenge_names_scope() {
-        let denial = Denial::InsufficientScope { required: "read:users".into() };
+        let denial = Denial::InsufficientScope {
+            required: "read:users".into(),
+        };
         let response = Rejection::Forbidden(denial).into_response();
         assert_eq!(response.status(), 403);
         assert_eq!(
@@ -191,7 +219,10 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_rounds_retry_after_up() {
-        let response = Rejection::RateLimited { retry_after: Duration::from_millis(1500) }.into_response();
+        let response = Rejection::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "2");
     }

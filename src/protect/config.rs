@@ -25,10 +25,15 @@ impl Default for ResponseHeadersConfig {
         ResponseHeadersConfig {
             hsts: Some(HeaderValue::from_static("max-age=31536000")),
             nosniff: true,
-            remove: ["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"]
-                .into_iter()
-                .map(HeaderName::from_static)
-                .collect(),
+            remove: [
+                "server",
+                "x-powered-by",
+                "x-aspnet-version",
+                "x-aspnetmvc-version",
+            ]
+            .into_iter()
+            .map(HeaderName::from_static)
+            .collect(),
             add: Vec::new(),
         }
     }
@@ -47,7 +52,11 @@ pub fn read(top: &MapReader) -> Option<ResponseHeadersConfig> {
                 Ok(value) => Some(value),
                 Err(_) => {
                     let node = map.get("hsts").unwrap();
-                    map.problems.at(node, &map.child_path("hsts"), "expected a valid header value such as max-age=31536000");
+                    map.problems.at(
+                        node,
+                        &map.child_path("hsts"),
+                        "expected a valid header value such as max-age=31536000",
+                    );
                     ok = false;
                     None
                 }
@@ -61,7 +70,11 @@ pub fn read(top: &MapReader) -> Option<ResponseHeadersConfig> {
             match scalar_text(node).and_then(|t| HeaderName::from_bytes(t.as_bytes()).ok()) {
                 Some(name) => config.remove.push(name),
                 None => {
-                    map.problems.at(node, &path, format!("expected a header name, found {}", found(node)));
+                    map.problems.at(
+                        node,
+                        &path,
+                        format!("expected a header name, found {}", found(node)),
+                    );
                     ok = false;
                 }
             }
@@ -79,7 +92,11 @@ pub fn read(top: &MapReader) -> Option<ResponseHeadersConfig> {
                     ok = false;
                 }
                 _ => {
-                    add.problems.at(value, &path, format!("expected a header value, found {}", found(value)));
+                    add.problems.at(
+                        value,
+                        &path,
+                        format!("expected a header value, found {}", found(value)),
+                    );
                     ok = false;
                 }
             }

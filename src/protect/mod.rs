@@ -15,7 +15,10 @@ pub fn apply(config: &ResponseHeadersConfig, headers: &mut HeaderMap, tls: bool,
         headers.remove(name);
     }
     if config.nosniff {
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
     }
     if tls {
         if let Some(hsts) = &config.hsts {
@@ -39,7 +42,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("server", HeaderValue::from_static("Express"));
         headers.insert("x-powered-by", HeaderValue::from_static("Express"));
-        headers.insert("cache-control", HeaderValue::from_static("public, max-age=60"));
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=60"),
+        );
         apply(&ResponseHeadersConfig::default(), &mut headers, true, true);
         assert!(headers.get("server").is_none());
         assert!(headers.get("x-powered-by").is_none());
@@ -51,7 +57,12 @@ mod tests {
     #[test]
     fn hsts_only_over_tls() {
         let mut headers = HeaderMap::new();
-        apply(&ResponseHeadersConfig::default(), &mut headers, false, false);
+        apply(
+            &ResponseHeadersConfig::default(),
+            &mut headers,
+            false,
+            false,
+        );
         assert!(headers.get("strict-transport-security").is_none());
         assert!(headers.get("cache-control").is_none());
     }

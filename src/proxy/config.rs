@@ -81,14 +81,22 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
             idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         },
-        limits: ServerLimits { max_header_bytes: 16 * 1024, max_headers: 100, max_body_bytes: 1 << 20 },
+        limits: ServerLimits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1 << 20,
+        },
         trusted_proxies: TrustedProxies::default(),
         path: PathOptions::default(),
         ipv6_prefix: 64,
         access_log: true,
     };
     let Some(server) = top.map("server") else {
-        return if top.get("server").is_some() { None } else { Some(default()) };
+        return if top.get("server").is_some() {
+            None
+        } else {
+            Some(default())
+        };
     };
     let mut config = default();
     let mut ok = true;
@@ -106,27 +114,42 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
     if let Some(timeouts) = server.map("timeouts") {
         let t = &mut config.timeouts;
         let (min, max) = (Duration::from_millis(10), Duration::from_secs(3600));
-        t.request_header = timeouts.duration("request_header", min, max).unwrap_or(t.request_header);
+        t.request_header = timeouts
+            .duration("request_header", min, max)
+            .unwrap_or(t.request_header);
         t.idle = timeouts.duration("idle", min, max).unwrap_or(t.idle);
-        t.shutdown_grace = timeouts.duration("shutdown_grace", Duration::ZERO, max).unwrap_or(t.shutdown_grace);
+        t.shutdown_grace = timeouts
+            .duration("shutdown_grace", Duration::ZERO, max)
+            .unwrap_or(t.shutdown_grace);
         timeouts.finish();
     }
     if let Some(limits) = server.map("limits") {
         let l = &mut config.limits;
-        l.max_header_bytes =
-            limits.byte_size("max_header_bytes", 8 * 1024, 1 << 20).map_or(l.max_header_bytes, |v| v as usize);
-        l.max_headers = limits.integer("max_headers", 1, 10_000).map_or(l.max_headers, |v| v as usize);
-        l.max_body_bytes = limits.byte_size("max_body_bytes", 0, 1 << 40).unwrap_or(l.max_body_bytes);
+        l.max_header_bytes = limits
+            .byte_size("max_header_bytes", 8 * 1024, 1 << 20)
+            .map_or(l.max_header_bytes, |v| v as usize);
+        l.max_headers = limits
+            .integer("max_headers", 1, 10_000)
+            .map_or(l.max_headers, |v| v as usize);
+        l.max_body_bytes = limits
+            .byte_size("max_body_bytes", 0, 1 << 40)
+            .unwrap_or(l.max_body_bytes);
         limits.finish();
     }
     if let Some(items) = server.list("trusted_proxies") {
         let mut networks = Vec::new();
         for (path, node) in items {
             let text = crate::config::reader::scalar_text(node).unwrap_or_default();
-            match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(Into::into)) {
+            match text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(Into::into))
+            {
                 Ok(network) => networks.push(network),
                 Err(_) => {
-                    let message = format!("expected an IP address or CIDR network such as 10.0.0.0/8, found {}", found(node));
+                    let message = format!(
+                        "expected an IP address or CIDR network such as 10.0.0.0/8, found {}",
+                        found(node)
+                    );
                     server.problems.at(node, &path, message);
                 }
             }
@@ -138,7 +161,9 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
         config.path.allow_encoded_backslash = path.bool("allow_encoded_backslash").unwrap_or(false);
         path.finish();
     }
-    config.ipv6_prefix = server.integer("ipv6_prefix", 1, 128).map_or(64, |v| v as u8);
+    config.ipv6_prefix = server
+        .integer("ipv6_prefix", 1, 128)
+        .map_or(64, |v| v as u8);
     config.access_log = server.bool("access_log").unwrap_or(true);
     server.finish();
     ok.then_some(config)
@@ -146,9 +171,13 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
 
 pub fn read_address(map: &MapReader, key: &'static str) -> Option<SocketAddr> {
     let node = map.get(key)?;
-    let parsed = crate::config::reader::scalar_text(node).and_then(|text| text.parse::<SocketAddr>().ok());
+    let parsed =
+        crate::config::reader::scalar_text(node).and_then(|text| text.parse::<SocketAddr>().ok());
     if parsed.is_none() {
-        let message = format!("expected an IP address and port such as 127.0.0.1:8080, found {}", found(node));
+        let message = format!(
+            "expected an IP address and port such as 127.0.0.1:8080, found {}",
+            found(node)
+        );
         map.problems.at(node, &map.child_path(key), message);
     }
     parsed
@@ -168,12 +197,17 @@ fn read_tls(server: &MapReader, base_dir: &Path) -> Option<TlsConfig> {
         for (field, path) in [("certificate", &certificate), ("key", &key)] {
             if !path.is_file() {
                 let message = format!("file not found: {}", path.display());
-                tls.problems.at(tls.get(field).unwrap(), &tls.child_path(field), message);
+                tls.problems
+                    .at(tls.get(field).unwrap(), &tls.child_path(field), message);
                 ok = false;
             }
         }
         if ok {
-            result = Some(TlsConfig { certificate, key, min_version_13: min_version == Some("1.3") });
+            result = Some(TlsConfig {
+                certificate,
+                key,
+                min_version_13: min_version == Some("1.3"),
+            });
         }
     }
     tls.finish();
@@ -229,21 +263,33 @@ pub fn read_upstreams(top: &MapReader) -> Option<HashMap<String, Arc<UpstreamCon
         map.finish();
     }
     if upstreams.is_empty() && ok {
-        section.problems.at(section.node, &section.path, "expected at least one upstream");
+        section.problems.at(
+            section.node,
+            &section.path,
+            "expected at least one upstream",
+        );
         ok = false;
     }
     ok.then_some(upstreams)
 }
 
 fn read_upstream(map: &MapReader, name: &str) -> Option<UpstreamConfig> {
-    let url = map.required_string("url", "an http:// or https:// URL such as http://127.0.0.1:3000");
+    let url = map.required_string(
+        "url",
+        "an http:// or https:// URL such as http://127.0.0.1:3000",
+    );
     let url = url.and_then(|text| {
         let parsed = text.parse::<Uri>().ok().filter(|uri| {
-            matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() && uri.query().is_none()
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri.query().is_none()
         });
         if parsed.is_none() {
             let node = map.get("url").unwrap();
-            let message = format!("expected an http:// or https:// URL without a query, found {}", found(node));
+            let message = format!(
+                "expected an http:// or https:// URL without a query, found {}",
+                found(node)
+            );
             map.problems.at(node, &map.child_path("url"), message);
         }
         parsed
@@ -259,13 +305,22 @@ fn read_upstream(map: &MapReader, name: &str) -> Option<UpstreamConfig> {
         preserve_host: true,
     };
     if let Some(timeouts) = map.map("timeouts") {
-        upstream.connect_timeout = timeouts.duration("connect", min, max).unwrap_or(upstream.connect_timeout);
-        upstream.response_timeout = timeouts.duration("response", min, max).unwrap_or(upstream.response_timeout);
-        upstream.pool_idle_timeout = timeouts.duration("pool_idle", min, max).unwrap_or(upstream.pool_idle_timeout);
+        upstream.connect_timeout = timeouts
+            .duration("connect", min, max)
+            .unwrap_or(upstream.connect_timeout);
+        upstream.response_timeout = timeouts
+            .duration("response", min, max)
+            .unwrap_or(upstream.response_timeout);
+        upstream.pool_idle_timeout = timeouts
+            .duration("pool_idle", min, max)
+            .unwrap_or(upstream.pool_idle_timeout);
         timeouts.finish();
     }
-    upstream.max_idle_connections =
-        map.integer("max_idle_connections", 0, 100_000).map_or(upstream.max_idle_connections, |v| v as usize);
-    upstream.preserve_host = map.choice("host_header", &["preserve", "upstream"]).map_or(true, |v| v == "preserve");
+    upstream.max_idle_connections = map
+        .integer("max_idle_connections", 0, 100_000)
+        .map_or(upstream.max_idle_connections, |v| v as usize);
+    upstream.preserve_host = map
+        .choice("host_header", &["preserve", "upstream"])
+        .map_or(true, |v| v == "preserve");
     Some(upstream)
 }

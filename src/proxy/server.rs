@@ -22,7 +22,13 @@ use crate::proxy::config::ServerConfig;
 
 /// Serves connections until `shutdown` turns true, then stops accepting,
 /// lets in-flight requests finish for up to `shutdown_grace`, and returns.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, server: &ServerConfig, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    server: &ServerConfig,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let builder = Arc::new(http_builder(server));
     let open = Arc::new(AtomicUsize::new(0));
     let idle_timeout = server.timeouts.idle;
@@ -43,17 +49,45 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, server: &ServerCo
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { peer, tls: tls.is_some() };
-        let (shared, builder, open, tls, shutdown) = (shared.clone(), builder.clone(), open.clone(), tls.clone(), shutdown.clone());
+        let connection = Connection {
+            peer,
+            tls: tls.is_some(),
+        };
+        let (shared, builder, open, tls, shutdown) = (
+            shared.clone(),
+            builder.clone(),
+            open.clone(),
+            tls.clone(),
+            shutdown.clone(),
+        );
         open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown).await,
-                    Ok(Err(error)) => tracing::debug!(client.ip = %peer.ip(), error = %error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out"),
-                },
+                None => {
+                    serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown)
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(
+                                stream,
+                                connection,
+                                shared,
+                                &builder,
+                                idle_timeout,
+                                shutdown,
+                            )
+                            .await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(client.ip = %peer.ip(), error = %error, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(client.ip = %peer.ip(), "TLS handshake timed out")
+                        }
+                    }
+                }
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });
@@ -65,13 +99,20 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, server: &ServerCo
 /// Waits until every connection has closed or the grace period is over.
 async fn drain(open: &AtomicUsize, grace: Duration) {
     let deadline = Instant::now() + grace;
-    tracing::info!(connections.open = open.load(Ordering::Relaxed), grace_secs = grace.as_secs_f64(), "draining connections");
+    tracing::info!(
+        connections.open = open.load(Ordering::Relaxed),
+        grace_secs = grace.as_secs_f64(),
+        "draining connections"
+    );
     while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = open.load(Ordering::Relaxed);
     if left > 0 {
-        tracing::warn!(connections.open = left, "grace period over; closing remaining connections");
+        tracing::warn!(
+            connections.open = left,
+            "grace period over; closing remaining connections"
+        );
     }
 }
 
@@ -107,7 +148,10 @@ async fn serve_connection<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
-    let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
     let service = {
         let activity = activity.clone();
         service_fn(move |request| {
@@ -122,7 +166,8 @@ async fn serve_connection<IO>(
         })
     };
     let mut conn = pin!(builder.serve_connection(io, service));
-    let mut idle_check = tokio::time::interval(idle_timeout.div_f64(4.0).max(Duration::from_millis(10)));
+    let mut idle_check =
+        tokio::time::interval(idle_timeout.div_f64(4.0).max(Duration::from_millis(10)));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -155,7 +200,11 @@ struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { origin: Instant::now(), last_millis: AtomicU64::new(0), in_flight: AtomicUsize::new(0) }
+        Activity {
+            origin: Instant::now(),
+            last_millis: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -194,7 +243,11 @@ struct Tracked<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -205,7 +258,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -221,7 +278,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

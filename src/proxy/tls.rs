@@ -24,23 +24,40 @@ pub fn acceptor(config: &TlsConfig, http2: bool) -> Result<TlsAcceptor, String> 
         .map_err(|e| format!("TLS versions rejected: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certificates, key)
-        .map_err(|e| format!("{} and {} do not form a usable certificate and key: {e}", config.certificate.display(), config.key.display()))?;
-    server.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+        .map_err(|e| {
+            format!(
+                "{} and {} do not form a usable certificate and key: {e}",
+                config.certificate.display(),
+                config.key.display()
+            )
+        })?;
+    server.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
 fn read_certificates(config: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = std::fs::File::open(&config.certificate).map_err(|e| format!("cannot open {}: {e}", config.certificate.display()))?;
-    let certificates: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(file)).collect();
-    let certificates = certificates.map_err(|e| format!("invalid PEM in {}: {e}", config.certificate.display()))?;
+    let file = std::fs::File::open(&config.certificate)
+        .map_err(|e| format!("cannot open {}: {e}", config.certificate.display()))?;
+    let certificates: Result<Vec<_>, _> =
+        rustls_pemfile::certs(&mut BufReader::new(file)).collect();
+    let certificates = certificates
+        .map_err(|e| format!("invalid PEM in {}: {e}", config.certificate.display()))?;
     if certificates.is_empty() {
-        return Err(format!("{} contains no CERTIFICATE block", config.certificate.display()));
+        return Err(format!(
+            "{} contains no CERTIFICATE block",
+            config.certificate.display()
+        ));
     }
     Ok(certificates)
 }
 
 fn read_key(config: &TlsConfig) -> Result<PrivateKeyDer<'static>, String> {
-    let file = std::fs::File::open(&config.key).map_err(|e| format!("cannot open {}: {e}", config.key.display()))?;
+    let file = std::fs::File::open(&config.key)
+        .map_err(|e| format!("cannot open {}: {e}", config.key.display()))?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
         .map_err(|e| format!("invalid PEM in {}: {e}", config.key.display()))?
         .ok_or_else(|| format!("{} contains no private key block", config.key.display()))

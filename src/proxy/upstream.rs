@@ -59,13 +59,22 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(configs: &HashMap<String, Arc<UpstreamConfig>>) -> Self {
-        let clients = configs.iter().map(|(name, config)| (name.clone(), build_client(config))).collect();
+        let clients = configs
+            .iter()
+            .map(|(name, config)| (name.clone(), build_client(config)))
+            .collect();
         Upstreams { clients }
     }
 
     /// Sends a request to `upstream` at the canonical `path` (plus the
     /// original query) and returns the response with a streaming body.
-    pub async fn send(&self, upstream: &UpstreamConfig, mut parts: Parts, path: &str, body: Body) -> Result<Response<Body>, UpstreamError> {
+    pub async fn send(
+        &self,
+        upstream: &UpstreamConfig,
+        mut parts: Parts,
+        path: &str,
+        body: Body,
+    ) -> Result<Response<Body>, UpstreamError> {
         let client = &self.clients[&upstream.name];
         let client_authority = parts.uri.authority().cloned();
         parts.uri = upstream_uri(upstream, path, parts.uri.query())?;
@@ -80,7 +89,9 @@ impl Upstreams {
 
         let (mut parts, body) = response.into_parts();
         crate::normalize::headers::remove_hop_by_hop(&mut parts.headers);
-        let body = body.map_err(|e| Box::new(e) as crate::pipeline::body::BoxError).boxed();
+        let body = body
+            .map_err(|e| Box::new(e) as crate::pipeline::body::BoxError)
+            .boxed();
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -98,7 +109,11 @@ fn build_client(config: &UpstreamConfig) -> HttpClient {
             let tls = rustls::ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
         }
     };
     Client::builder(TokioExecutor::new())
@@ -109,7 +124,11 @@ fn build_client(config: &UpstreamConfig) -> HttpClient {
         .build(connector)
 }
 
-fn upstream_uri(upstream: &UpstreamConfig, path: &str, query: Option<&str>) -> Result<Uri, UpstreamError> {
+fn upstream_uri(
+    upstream: &UpstreamConfig,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, UpstreamError> {
     let base = &upstream.url;
     let scheme = base.scheme_str().unwrap_or("http");
     let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
@@ -123,7 +142,9 @@ fn upstream_uri(upstream: &UpstreamConfig, path: &str, query: Option<&str>) -> R
         target.push('?');
         target.push_str(query);
     }
-    target.parse().map_err(|_| UpstreamError::Protocol("the upstream URL could not be built".into()))
+    target
+        .parse()
+        .map_err(|_| UpstreamError::Protocol("the upstream URL could not be built".into()))
 }
 
 /// Keeps the client's `Host` (HTTP/2 carries it as `:authority`, passed in
@@ -134,12 +155,18 @@ fn set_host(parts: &mut Parts, client_authority: Option<Authority>, upstream: &U
         if parts.headers.contains_key(header::HOST) {
             return;
         }
-        if let Some(authority) = client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(authority) =
+            client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
             parts.headers.insert(header::HOST, authority);
             return;
         }
     }
-    if let Some(authority) = upstream.url.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+    if let Some(authority) = upstream
+        .url
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
         parts.headers.insert(header::HOST, authority);
     }
 }

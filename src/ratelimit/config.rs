@@ -71,7 +71,11 @@ pub fn read_policies(top: &MapReader) -> Option<HashMap<String, Arc<RateLimitPol
 /// Policy names go into the `RateLimit` header as structured-field strings
 /// and into metric labels, so they are kept to a safe alphabet.
 fn is_policy_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn read_policy(map: &MapReader, name: &str) -> Option<RateLimitPolicy> {
@@ -88,24 +92,34 @@ fn read_policy(map: &MapReader, name: &str) -> Option<RateLimitPolicy> {
     let failed_burst = burst.is_none() && map.get("burst").is_some();
 
     let requests = NonZeroU32::new(requests? as u32)?;
-    let burst = burst.map(|b| NonZeroU32::new(b as u32).unwrap()).unwrap_or(requests);
+    let burst = burst
+        .map(|b| NonZeroU32::new(b as u32).unwrap())
+        .unwrap_or(requests);
     let quota = match Quota::with_burst(requests, period?, burst) {
         Ok(quota) => quota,
         Err(error) => {
-            map.problems.at(map.node, &map.path, format!("invalid quota: {error}"));
+            map.problems
+                .at(map.node, &map.path, format!("invalid quota: {error}"));
             return None;
         }
     };
     if failed_burst {
         return None;
     }
-    Some(RateLimitPolicy { name: name.to_string(), quota, key: key? })
+    Some(RateLimitPolicy {
+        name: name.to_string(),
+        quota,
+        key: key?,
+    })
 }
 
 fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
     let Some(items) = map.list("key") else {
         if map.get("key").is_none() {
-            map.missing("key", "a list of key parts from ip, subject, client, route, tenant, claim:<path>");
+            map.missing(
+                "key",
+                "a list of key parts from ip, subject, client, route, tenant, claim:<path>",
+            );
         }
         return None;
     };
@@ -118,14 +132,23 @@ fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
             Some("client") => Some(KeyPart::Client),
             Some("route") => Some(KeyPart::Route),
             Some("tenant") => Some(KeyPart::Tenant),
-            Some(text) => text.strip_prefix("claim:").filter(|p| !p.is_empty()).map(|p| KeyPart::Claim(p.to_string())),
+            Some(text) => text
+                .strip_prefix("claim:")
+                .filter(|p| !p.is_empty())
+                .map(|p| KeyPart::Claim(p.to_string())),
             None => None,
         };
         match part {
             Some(part) => parts.push(part),
             None => {
-                let mut message = format!("expected one of {}, found {}", KEY_PARTS.join(", "), found(node));
-                if let Some(s) = scalar_text(node).and_then(|t| crate::config::reader::did_you_mean(t, KEY_PARTS.iter().copied())) {
+                let mut message = format!(
+                    "expected one of {}, found {}",
+                    KEY_PARTS.join(", "),
+                    found(node)
+                );
+                if let Some(s) = scalar_text(node)
+                    .and_then(|t| crate::config::reader::did_you_mean(t, KEY_PARTS.iter().copied()))
+                {
                     message.push_str(&format!("; did you mean {s:?}?"));
                 }
                 map.problems.at(node, path, message);
@@ -134,7 +157,11 @@ fn read_key(map: &MapReader) -> Option<Vec<KeyPart>> {
         }
     }
     if items.is_empty() {
-        map.problems.at(map.get("key").unwrap(), &map.child_path("key"), "expected at least one key part");
+        map.problems.at(
+            map.get("key").unwrap(),
+            &map.child_path("key"),
+            "expected at least one key part",
+        );
         ok = false;
     }
     ok.then_some(parts)
@@ -157,14 +184,18 @@ pub fn resolve_names(
     declared: &[String],
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
 ) -> Option<Vec<Arc<RateLimitPolicy>>> {
-    let Some(node) = map.get(key) else { return Some(Vec::new()) };
+    let Some(node) = map.get(key) else {
+        return Some(Vec::new());
+    };
     let names = map.strings(key)?;
     let mut resolved = Vec::new();
     let mut ok = true;
     for name in names {
         if !declared.contains(&name) {
             let mut message = format!("no rate-limit policy named {name:?} in rate_limits");
-            if let Some(s) = crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str)) {
+            if let Some(s) =
+                crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str))
+            {
                 message.push_str(&format!("; did you mean {s:?}?"));
             }
             map.problems.at(node, &map.child_path(key), message);

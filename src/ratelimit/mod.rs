@@ -45,19 +45,36 @@ const ABSENT: &[u8] = b"\x00absent";
 
 impl Limiter {
     pub fn new(max_keys: usize) -> Self {
-        Limiter { store: MemoryStore::new(SystemClock::new(), std::num::NonZeroUsize::new(max_keys.max(1)).unwrap()) }
+        Limiter {
+            store: MemoryStore::new(
+                SystemClock::new(),
+                std::num::NonZeroUsize::new(max_keys.max(1)).unwrap(),
+            ),
+        }
     }
 
     /// Counts the request against every policy. Returns `None` when no
     /// policy applies.
-    pub fn check<'p>(&self, policies: impl Iterator<Item = &'p Arc<RateLimitPolicy>>, inputs: &KeyInputs) -> Option<Outcome> {
+    pub fn check<'p>(
+        &self,
+        policies: impl Iterator<Item = &'p Arc<RateLimitPolicy>>,
+        inputs: &KeyInputs,
+    ) -> Option<Outcome> {
         let mut outcome: Option<Outcome> = None;
         for policy in policies {
             let key = self.key(policy, inputs);
             let decision = self.store.check(key, &policy.quota);
             outcome = Some(match outcome {
-                Some(current) if decision.cmp_restrictiveness(&current.decision) != std::cmp::Ordering::Greater => current,
-                _ => Outcome { decision, policy: policy.clone() },
+                Some(current)
+                    if decision.cmp_restrictiveness(&current.decision)
+                        != std::cmp::Ordering::Greater =>
+                {
+                    current
+                }
+                _ => Outcome {
+                    decision,
+                    policy: policy.clone(),
+                },
             });
         }
         outcome
@@ -71,7 +88,12 @@ impl Limiter {
         let mut claims: Vec<String> = Vec::new();
         for part in &policy.key {
             if let KeyPart::Claim(path) = part {
-                claims.push(inputs.identity.and_then(|i| i.claim_text(path)).unwrap_or_default());
+                claims.push(
+                    inputs
+                        .identity
+                        .and_then(|i| i.claim_text(path))
+                        .unwrap_or_default(),
+                );
             }
         }
         let mut claim_values = claims.iter();
@@ -79,11 +101,23 @@ impl Limiter {
         for part in &policy.key {
             let value: &[u8] = match part {
                 KeyPart::Ip => &ip,
-                KeyPart::Subject => inputs.identity.and_then(|i| i.subject.as_deref()).map_or(ABSENT, str::as_bytes),
-                KeyPart::Client => inputs.identity.and_then(|i| i.client_id.as_deref()).map_or(ABSENT, str::as_bytes),
+                KeyPart::Subject => inputs
+                    .identity
+                    .and_then(|i| i.subject.as_deref())
+                    .map_or(ABSENT, str::as_bytes),
+                KeyPart::Client => inputs
+                    .identity
+                    .and_then(|i| i.client_id.as_deref())
+                    .map_or(ABSENT, str::as_bytes),
                 KeyPart::Route => inputs.route_id.as_bytes(),
                 KeyPart::Tenant => inputs.tenant.map_or(ABSENT, str::as_bytes),
-                KeyPart::Claim(_) => claim_values.next().map_or(ABSENT, |v| if v.is_empty() { ABSENT } else { v.as_bytes() }),
+                KeyPart::Claim(_) => claim_values.next().map_or(ABSENT, |v| {
+                    if v.is_empty() {
+                        ABSENT
+                    } else {
+                        v.as_bytes()
+                    }
+                }),
             };
             parts.push(value);
         }

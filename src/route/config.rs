@@ -10,9 +10,9 @@ use regex::Regex;
 use crate::authn::config::AuthnConfig;
 use crate::config::reader::{found, list_items, scalar_text, MapReader};
 use crate::config::Declared;
-use crate::tenancy::config::TenantFrom;
 use crate::proxy::config::UpstreamConfig;
 use crate::ratelimit::config::RateLimitPolicy;
+use crate::tenancy::config::TenantFrom;
 
 #[derive(Debug)]
 pub struct RouteConfig {
@@ -82,7 +82,10 @@ pub fn read_routes(
 ) -> Option<Vec<RouteConfig>> {
     let Some(items) = top.list("routes") else {
         if top.get("routes").is_none() {
-            top.missing("routes", "a list of routes; requests that match no route get 404");
+            top.missing(
+                "routes",
+                "a list of routes; requests that match no route get 404",
+            );
         }
         return None;
     };
@@ -98,7 +101,14 @@ pub fn read_routes(
         let route = read_route(&map, declared, upstreams, policies, authn);
         if let Some(route) = &route {
             if let Some(line) = seen_ids.insert(route.id.clone(), node.line) {
-                map.problems.at(node, &map.child_path("id"), format!("duplicate route id {:?}; it was first used on line {line}", route.id));
+                map.problems.at(
+                    node,
+                    &map.child_path("id"),
+                    format!(
+                        "duplicate route id {:?}; it was first used on line {line}",
+                        route.id
+                    ),
+                );
                 ok = false;
             }
             ok &= check_overlap(&map, route, &routes, &mut router);
@@ -114,11 +124,19 @@ pub fn read_routes(
 
 /// Two routes with the same path pattern must not share a method, and a
 /// path pattern must be accepted by the router.
-fn check_overlap(map: &MapReader, route: &RouteConfig, earlier: &[RouteConfig], router: &mut matchit::Router<()>) -> bool {
+fn check_overlap(
+    map: &MapReader,
+    route: &RouteConfig,
+    earlier: &[RouteConfig],
+    router: &mut matchit::Router<()>,
+) -> bool {
     let node = map.get("match").unwrap_or(map.node);
     for other in earlier.iter().filter(|other| other.path == route.path) {
         if let Some(method) = route.methods.iter().find(|m| other.methods.contains(m)) {
-            let message = format!("route {:?} already handles {method} {}", other.id, route.path);
+            let message = format!(
+                "route {:?} already handles {method} {}",
+                other.id, route.path
+            );
             map.problems.at(node, &map.child_path("match"), message);
             return false;
         }
@@ -127,7 +145,11 @@ fn check_overlap(map: &MapReader, route: &RouteConfig, earlier: &[RouteConfig], 
         return true;
     }
     if let Err(error) = router.insert(route.path.clone(), ()) {
-        map.problems.at(node, &map.child_path("match.path"), format!("path pattern rejected by the router: {error}"));
+        map.problems.at(
+            node,
+            &map.child_path("match.path"),
+            format!("path pattern rejected by the router: {error}"),
+        );
         return false;
     }
     true
@@ -150,33 +172,52 @@ fn read_route(
         None => Some(AuthMode::Required),
     };
     let require = read_requirements(map);
-    let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", &declared.rate_limits, policies);
+    let rate_limits = crate::ratelimit::config::resolve_names(
+        map,
+        "rate_limits",
+        &declared.rate_limits,
+        policies,
+    );
     let sensitive = map.bool("sensitive").unwrap_or(false);
     let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
     let tenant_from = crate::tenancy::config::read_tenant_from(map);
     if let Some(Some(TenantFrom::PathPrefix { .. })) = tenant_from {
         let message = "a route cannot take its tenant from a path prefix, because the prefix is removed before routing; set it at the top level";
-        map.problems.at(map.get("tenant_from").unwrap(), &map.child_path("tenant_from"), message);
+        map.problems.at(
+            map.get("tenant_from").unwrap(),
+            &map.child_path("tenant_from"),
+            message,
+        );
         return None;
     }
     let bad_body = max_body_bytes.is_none() && map.get("max_body_bytes").is_some();
 
     let (path, methods) = matched?;
     let id = id?;
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || id.len() > 64 {
-        map.problems.at(map.get("id").unwrap(), &map.child_path("id"), "expected letters, digits, '-' and '_' (at most 64)");
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || id.len() > 64
+    {
+        map.problems.at(
+            map.get("id").unwrap(),
+            &map.child_path("id"),
+            "expected letters, digits, '-' and '_' (at most 64)",
+        );
         return None;
     }
     let require = require?;
     let authentication = authentication?;
     if authentication == AuthMode::None && !require.is_empty() {
         let message = "a route with authentication: none cannot require scopes, roles or claims";
-        map.problems.at(map.node, &map.child_path("require"), message);
+        map.problems
+            .at(map.node, &map.child_path("require"), message);
         return None;
     }
     if authentication == AuthMode::Required && authn.is_some_and(|a| a.issuers.is_empty()) {
         let message = "this route requires authentication but authentication.issuers is empty; add an issuer or set authentication: none";
-        map.problems.at(map.node, &map.child_path("authentication"), message);
+        map.problems
+            .at(map.node, &map.child_path("authentication"), message);
         return None;
     }
     if bad_body {
@@ -236,14 +277,22 @@ fn read_methods(matcher: &MapReader) -> Option<Vec<Method>> {
         match scalar_text(item).filter(|m| METHODS.contains(m)) {
             Some(method) => methods.push(Method::from_bytes(method.as_bytes()).unwrap()),
             None => {
-                let message = format!("expected one of {}, found {}", METHODS.join(", "), found(item));
+                let message = format!(
+                    "expected one of {}, found {}",
+                    METHODS.join(", "),
+                    found(item)
+                );
                 matcher.problems.at(item, &path, message);
                 ok = false;
             }
         }
     }
     if methods.is_empty() && ok {
-        matcher.problems.at(node, &matcher.child_path("methods"), "expected at least one method");
+        matcher.problems.at(
+            node,
+            &matcher.child_path("methods"),
+            "expected at least one method",
+        );
         ok = false;
     }
     ok.then_some(methods)
@@ -258,7 +307,9 @@ fn read_upstream_ref(
     if !declared.contains(&name) {
         let node = map.get("upstream").unwrap();
         let mut message = format!("no upstream named {name:?} in upstreams");
-        if let Some(s) = crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str)) {
+        if let Some(s) =
+            crate::config::reader::did_you_mean(&name, declared.iter().map(String::as_str))
+        {
             message.push_str(&format!("; did you mean {s:?}?"));
         }
         map.problems.at(node, &map.child_path("upstream"), message);
@@ -292,12 +343,20 @@ fn read_requirements(map: &MapReader) -> Option<Requirements> {
                 ok = false;
                 continue;
             };
-            let pattern = spec.required_string("pattern", "a regular expression the whole value must match");
+            let pattern =
+                spec.required_string("pattern", "a regular expression the whole value must match");
             match pattern.map(|p| Regex::new(&format!("^(?:{p})$"))) {
-                Some(Ok(pattern)) => claims.push(ClaimRequirement { path: name.clone(), pattern }),
+                Some(Ok(pattern)) => claims.push(ClaimRequirement {
+                    path: name.clone(),
+                    pattern,
+                }),
                 Some(Err(error)) => {
                     let node = spec.get("pattern").unwrap();
-                    spec.problems.at(node, &spec.child_path("pattern"), format!("invalid regular expression: {error}"));
+                    spec.problems.at(
+                        node,
+                        &spec.child_path("pattern"),
+                        format!("invalid regular expression: {error}"),
+                    );
                     ok = false;
                 }
                 None => ok = false,

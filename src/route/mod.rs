@@ -15,7 +15,9 @@ use crate::route::config::RouteConfig;
 pub enum RouteError {
     NotFound,
     /// The path matches, the method does not; carries the `Allow` value.
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed {
+        allow: String,
+    },
 }
 
 /// Routes grouped by path pattern, each pattern with its methods.
@@ -45,8 +47,13 @@ impl Router {
         let mut index_of: std::collections::HashMap<String, usize> = Default::default();
         for route in routes {
             let index = *index_of.entry(route.path.clone()).or_insert_with(|| {
-                entries.push(PathEntry { methods: Vec::new(), allow: String::new() });
-                paths.insert(route.path.clone(), entries.len() - 1).expect("patterns were validated");
+                entries.push(PathEntry {
+                    methods: Vec::new(),
+                    allow: String::new(),
+                });
+                paths
+                    .insert(route.path.clone(), entries.len() - 1)
+                    .expect("patterns were validated");
                 entries.len() - 1
             });
             for method in &route.methods {
@@ -72,10 +79,20 @@ impl Router {
             .methods
             .iter()
             .find(|(m, _)| m == method)
-            .or_else(|| (method == Method::HEAD).then(|| entry.methods.iter().find(|(m, _)| m == Method::GET)).flatten())
+            .or_else(|| {
+                (method == Method::HEAD)
+                    .then(|| entry.methods.iter().find(|(m, _)| m == Method::GET))
+                    .flatten()
+            })
             .map(|(_, route)| route.clone())
-            .ok_or_else(|| RouteError::MethodNotAllowed { allow: entry.allow.clone() })?;
-        let params = found.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            .ok_or_else(|| RouteError::MethodNotAllowed {
+                allow: entry.allow.clone(),
+            })?;
+        let params = found
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Ok(Matched { route, params })
     }
 }

@@ -44,7 +44,11 @@ pub struct Tenants {
 }
 
 pub fn is_tenant_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn read_tenants(
@@ -53,7 +57,10 @@ pub fn read_tenants(
     declared_policies: &[String],
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
 ) -> Option<Tenants> {
-    let mut result = Tenants { tenants: HashMap::new(), issuers: Vec::new() };
+    let mut result = Tenants {
+        tenants: HashMap::new(),
+        issuers: Vec::new(),
+    };
     let Some(items) = top.list("tenants") else {
         return top.get("tenants").is_none().then_some(result);
     };
@@ -78,7 +85,8 @@ fn read_tenant(
 ) -> bool {
     let id = map.required_string("id", "a tenant id such as acme");
     let mapping = read_claim_mapping(map);
-    let rate_limits = crate::ratelimit::config::resolve_names(map, "rate_limits", declared_policies, policies);
+    let rate_limits =
+        crate::ratelimit::config::resolve_names(map, "rate_limits", declared_policies, policies);
     let headers = read_headers(map);
     let mut issuers = Vec::new();
     let mut ok = mapping.is_some() && rate_limits.is_some() && headers.is_some();
@@ -97,12 +105,19 @@ fn read_tenant(
             }
         }
         Some(_) => {
-            map.problems.at(map.get("issuers").unwrap(), &map.child_path("issuers"), "expected at least one issuer");
+            map.problems.at(
+                map.get("issuers").unwrap(),
+                &map.child_path("issuers"),
+                "expected at least one issuer",
+            );
             ok = false;
         }
         None => {
             if map.get("issuers").is_none() {
-                map.missing("issuers", "the tenant's identity providers, each like an entry of authentication.issuers");
+                map.missing(
+                    "issuers",
+                    "the tenant's identity providers, each like an entry of authentication.issuers",
+                );
             }
             ok = false;
         }
@@ -110,11 +125,19 @@ fn read_tenant(
 
     let Some(id) = id else { return false };
     if !is_tenant_id(&id) {
-        map.problems.at(map.get("id").unwrap(), &map.child_path("id"), "expected letters, digits, '-' and '_' (at most 64)");
+        map.problems.at(
+            map.get("id").unwrap(),
+            &map.child_path("id"),
+            "expected letters, digits, '-' and '_' (at most 64)",
+        );
         return false;
     }
     if result.tenants.contains_key(&id) {
-        map.problems.at(map.get("id").unwrap(), &map.child_path("id"), format!("tenant {id:?} is declared twice"));
+        map.problems.at(
+            map.get("id").unwrap(),
+            &map.child_path("id"),
+            format!("tenant {id:?} is declared twice"),
+        );
         return false;
     }
     if !ok {
@@ -130,7 +153,11 @@ fn read_tenant(
         issuer.tenant = Some(id.clone());
         result.issuers.push(issuer);
     }
-    let tenant = TenantConfig { id: id.clone(), rate_limits: rate_limits.unwrap(), headers: headers.unwrap() };
+    let tenant = TenantConfig {
+        id: id.clone(),
+        rate_limits: rate_limits.unwrap(),
+        headers: headers.unwrap(),
+    };
     result.tenants.insert(id, Arc::new(tenant));
     true
 }
@@ -147,11 +174,19 @@ fn read_headers(map: &MapReader) -> Option<Vec<(HeaderName, HeaderValue)>> {
         match (header, text) {
             (Ok(header), Some(Ok(value))) => list.push((header, value)),
             (Err(_), _) => {
-                headers.problems.at(key, &headers.child_path(&name), "expected a valid header name");
+                headers.problems.at(
+                    key,
+                    &headers.child_path(&name),
+                    "expected a valid header name",
+                );
                 ok = false;
             }
             _ => {
-                headers.problems.at(value, &headers.child_path(&name), format!("expected a header value, found {}", found(value)));
+                headers.problems.at(
+                    value,
+                    &headers.child_path(&name),
+                    format!("expected a header value, found {}", found(value)),
+                );
                 ok = false;
             }
         }
@@ -167,9 +202,20 @@ pub fn read_tenant_from(map: &MapReader) -> Option<Option<TenantFrom>> {
     let Some(source) = map.map("tenant_from") else {
         return map.get("tenant_from").is_none().then_some(None);
     };
-    let given: Vec<&str> = SOURCES.iter().copied().filter(|key| source.get(key).is_some()).collect();
+    let given: Vec<&str> = SOURCES
+        .iter()
+        .copied()
+        .filter(|key| source.get(key).is_some())
+        .collect();
     let result = if given.len() != 1 {
-        let message = format!("expected exactly one of host, path_prefix or header, found {}", if given.is_empty() { "none".into() } else { given.join(" and ") });
+        let message = format!(
+            "expected exactly one of host, path_prefix or header, found {}",
+            if given.is_empty() {
+                "none".into()
+            } else {
+                given.join(" and ")
+            }
+        );
         source.problems.at(source.node, &source.path, message);
         None
     } else {
@@ -187,17 +233,31 @@ fn read_source(source: &MapReader, kind: &'static str) -> Option<TenantFrom> {
         return match HeaderName::from_bytes(text.as_bytes()) {
             Ok(name) => Some(TenantFrom::Header(name)),
             Err(_) => {
-                source.problems.at(node, &path, format!("expected a header name, found {}", found(node)));
+                source.problems.at(
+                    node,
+                    &path,
+                    format!("expected a header name, found {}", found(node)),
+                );
                 None
             }
         };
     }
     let Some((before, after)) = text.split_once("{tenant}") else {
-        source.problems.at(node, &path, format!("expected a pattern containing {{tenant}}, found {}", found(node)));
+        source.problems.at(
+            node,
+            &path,
+            format!(
+                "expected a pattern containing {{tenant}}, found {}",
+                found(node)
+            ),
+        );
         return None;
     };
     if kind == "host" {
-        return Some(TenantFrom::Host { before: before.to_ascii_lowercase(), after: after.to_ascii_lowercase() });
+        return Some(TenantFrom::Host {
+            before: before.to_ascii_lowercase(),
+            after: after.to_ascii_lowercase(),
+        });
     }
     let valid = before.starts_with('/') && before.ends_with('/') && after.is_empty();
     if !valid {
@@ -205,5 +265,7 @@ fn read_source(source: &MapReader, kind: &'static str) -> Option<TenantFrom> {
         source.problems.at(node, &path, message);
         return None;
     }
-    Some(TenantFrom::PathPrefix { before: before.to_string() })
+    Some(TenantFrom::PathPrefix {
+        before: before.to_string(),
+    })
 }

@@ -38,7 +38,14 @@ pub fn resolve<'a>(
 ) -> Result<(&'a Arc<TenantConfig>, Option<String>), TenancyError> {
     let (id, rest) = match from {
         TenantFrom::Host { before, after } => (host_tenant(parts, before, after), None),
-        TenantFrom::Header(name) => (parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string), None),
+        TenantFrom::Header(name) => (
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            None,
+        ),
         TenantFrom::PathPrefix { before } => match path.strip_prefix(before.as_str()) {
             Some(rest) => {
                 let (id, remainder) = rest.split_once('/').map_or((rest, ""), |(id, r)| (id, r));
@@ -47,7 +54,10 @@ pub fn resolve<'a>(
             None => (None, None),
         },
     };
-    let tenant = id.as_deref().and_then(|id| tenants.get(id)).ok_or(TenancyError::UnknownTenant)?;
+    let tenant = id
+        .as_deref()
+        .and_then(|id| tenants.get(id))
+        .ok_or(TenancyError::UnknownTenant)?;
     Ok((tenant, rest))
 }
 
@@ -57,7 +67,10 @@ fn host_tenant(parts: &Parts, before: &str, after: &str) -> Option<String> {
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.host())?;
-    let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
     let host = host.to_ascii_lowercase();
     let id = host.strip_prefix(before)?.strip_suffix(after)?;
     (!id.is_empty() && !id.contains('.')).then(|| id.to_string())
@@ -66,13 +79,17 @@ fn host_tenant(parts: &Parts, before: &str, after: &str) -> Option<String> {
 /// Checks that the credential's tenant agrees with its tenant claim and
 /// with the addressed tenant (when the request addresses one).
 pub fn bind(identity: &Identity, addressed: Option<&TenantConfig>) -> Result<(), TenancyError> {
-    if let (Some(claimed), Some(bound)) = (identity.tenant_claim.as_deref(), identity.tenant.as_deref()) {
+    if let (Some(claimed), Some(bound)) =
+        (identity.tenant_claim.as_deref(), identity.tenant.as_deref())
+    {
         if claimed != bound {
             return Err(TenancyError::Mismatch);
         }
     }
     match addressed {
-        Some(tenant) if identity.tenant.as_deref() != Some(tenant.id.as_str()) => Err(TenancyError::Mismatch),
+        Some(tenant) if identity.tenant.as_deref() != Some(tenant.id.as_str()) => {
+            Err(TenancyError::Mismatch)
+        }
         _ => Ok(()),
     }
 }
@@ -84,7 +101,16 @@ mod tests {
     fn tenants() -> HashMap<String, Arc<TenantConfig>> {
         ["acme", "globex"]
             .iter()
-            .map(|id| (id.to_string(), Arc::new(TenantConfig { id: id.to_string(), rate_limits: Vec::new(), headers: Vec::new() })))
+            .map(|id| {
+                (
+                    id.to_string(),
+                    Arc::new(TenantConfig {
+                        id: id.to_string(),
+                        rate_limits: Vec::new(),
+                        headers: Vec::new(),
+                    }),
+                )
+            })
             .collect()
     }
 
@@ -98,11 +124,18 @@ mod tests {
 
     #[test]
     fn host_resolution_cases() {
-        let from = TenantFrom::Host { before: String::new(), after: ".api.example.com".into() };
+        let from = TenantFrom::Host {
+            before: String::new(),
+            after: ".api.example.com".into(),
+        };
         let cases = [
             ("tenant subdomain", "acme.api.example.com", Some("acme")),
             ("port is ignored", "acme.api.example.com:8443", Some("acme")),
-            ("case-insensitive host", "GLOBEX.api.example.com", Some("globex")),
+            (
+                "case-insensitive host",
+                "GLOBEX.api.example.com",
+                Some("globex"),
+            ),
             ("unknown tenant", "initech.api.example.com", None),
             ("nested subdomain", "x.acme.api.example.com", None),
             ("other domain", "acme.api.example.org", None),
@@ -111,28 +144,47 @@ mod tests {
         let tenants = tenants();
         for (description, host, expected) in cases {
             let result = resolve(&from, &tenants, &parts(host, None), "/users");
-            assert_eq!(result.ok().map(|(t, _)| t.id.as_str()), expected, "{description}");
+            assert_eq!(
+                result.ok().map(|(t, _)| t.id.as_str()),
+                expected,
+                "{description}"
+            );
         }
     }
 
     #[test]
     fn path_prefix_is_removed() {
-        let from = TenantFrom::PathPrefix { before: "/t/".into() };
+        let from = TenantFrom::PathPrefix {
+            before: "/t/".into(),
+        };
         let tenants = tenants();
-        let (tenant, rest) = resolve(&from, &tenants, &parts("gw", None), "/t/acme/users/1").unwrap();
+        let (tenant, rest) =
+            resolve(&from, &tenants, &parts("gw", None), "/t/acme/users/1").unwrap();
         assert_eq!(tenant.id, "acme");
         assert_eq!(rest.as_deref(), Some("/users/1"));
         let (_, rest) = resolve(&from, &tenants, &parts("gw", None), "/t/acme").unwrap();
         assert_eq!(rest.as_deref(), Some("/"));
-        assert_eq!(resolve(&from, &tenants, &parts("gw", None), "/users").unwrap_err(), TenancyError::UnknownTenant);
-        assert_eq!(resolve(&from, &tenants, &parts("gw", None), "/t/initech/users").unwrap_err(), TenancyError::UnknownTenant);
+        assert_eq!(
+            resolve(&from, &tenants, &parts("gw", None), "/users").unwrap_err(),
+            TenancyError::UnknownTenant
+        );
+        assert_eq!(
+            resolve(&from, &tenants, &parts("gw", None), "/t/initech/users").unwrap_err(),
+            TenancyError::UnknownTenant
+        );
     }
 
     #[test]
     fn header_resolution() {
         let from = TenantFrom::Header(http::HeaderName::from_static("x-tenant"));
         let tenants = tenants();
-        assert_eq!(resolve(&from, &tenants, &parts("gw", Some("globex")), "/users").unwrap().0.id, "globex");
+        assert_eq!(
+            resolve(&from, &tenants, &parts("gw", Some("globex")), "/users")
+                .unwrap()
+                .0
+                .id,
+            "globex"
+        );
         assert!(resolve(&from, &tenants, &parts("gw", None), "/users").is_err());
     }
 
@@ -147,12 +199,42 @@ mod tests {
         let acme = tenants["acme"].as_ref();
         let cases = [
             ("own tenant", identity(Some("acme"), None), Some(acme), true),
-            ("own tenant with agreeing claim", identity(Some("acme"), Some("acme")), Some(acme), true),
-            ("claim names another tenant", identity(Some("acme"), Some("globex")), Some(acme), false),
-            ("issuer of another tenant", identity(Some("globex"), None), Some(acme), false),
-            ("issuer bound to no tenant", identity(None, Some("acme")), Some(acme), false),
-            ("nothing addressed, claim disagrees", identity(Some("acme"), Some("globex")), None, false),
-            ("nothing addressed", identity(Some("acme"), None), None, true),
+            (
+                "own tenant with agreeing claim",
+                identity(Some("acme"), Some("acme")),
+                Some(acme),
+                true,
+            ),
+            (
+                "claim names another tenant",
+                identity(Some("acme"), Some("globex")),
+                Some(acme),
+                false,
+            ),
+            (
+                "issuer of another tenant",
+                identity(Some("globex"), None),
+                Some(acme),
+                false,
+            ),
+            (
+                "issuer bound to no tenant",
+                identity(None, Some("acme")),
+                Some(acme),
+                false,
+            ),
+            (
+                "nothing addressed, claim disagrees",
+                identity(Some("acme"), Some("globex")),
+                None,
+                false,
+            ),
+            (
+                "nothing addressed",
+                identity(Some("acme"), None),
+                None,
+                true,
+            ),
         ];
         for (description, identity, addressed, allowed) in cases {
             assert_eq!(bind(&identity, addressed).is_ok(), allowed, "{description}");
