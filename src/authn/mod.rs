@@ -33,6 +33,8 @@ pub struct Identity {
     /// The tenant the issuer belongs to, if any.
     pub tenant: Option<String>,
     /// The token's tenant claim (see `ClaimMapping::tenant`), if present.
+    /// An array, object or null is kept as its JSON text, which is never a
+    /// tenant id, so such a claim contradicts every tenant.
     pub tenant_claim: Option<String>,
     pub subject: Option<String>,
     /// `azp`, else `client_id`.
@@ -250,7 +252,7 @@ fn identity_from(issuer: &IssuerConfig, claims: Claims) -> Result<Identity, Toke
     Ok(Identity {
         issuer: issuer.issuer.clone(),
         tenant: issuer.tenant.clone(),
-        tenant_claim: claim_as_text(claims.get(&mapping.tenant)),
+        tenant_claim: claims.get(&mapping.tenant).map(tenant_claim_text),
         subject: claims.subject()?.map(str::to_string),
         client_id,
         scopes,
@@ -272,6 +274,10 @@ fn merged_list(claims: &Claims, paths: &[String]) -> Result<Vec<String>, TokenEr
         }
     }
     Ok(merged)
+}
+
+fn tenant_claim_text(value: &serde_json::Value) -> String {
+    claim_as_text(Some(value)).unwrap_or_else(|| value.to_string())
 }
 
 fn claim_as_text(value: Option<&serde_json::Value>) -> Option<String> {

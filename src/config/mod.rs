@@ -178,7 +178,8 @@ fn bind_tenant_issuers(
     authn: &mut AuthnConfig,
     tenants: &crate::tenancy::config::Tenants,
 ) {
-    for issuer in &tenants.issuers {
+    for declared in &tenants.issuers {
+        let issuer = &declared.config;
         let owner = authn
             .issuers
             .iter()
@@ -195,8 +196,7 @@ fn bind_tenant_issuers(
                 issuer.issuer,
                 issuer.tenant.as_deref().unwrap_or_default()
             );
-            top.problems
-                .at(top.get("tenants").unwrap(), "tenants", message);
+            top.problems.at(&declared.node, &declared.path, message);
             continue;
         }
         authn.issuers.push(Arc::new(issuer.clone()));

@@ -36,7 +36,11 @@ pub struct Normalizer {
 
 impl Normalizer {
     pub fn new(config: &Config) -> Result<Self, String> {
-        let owned = config.identity_headers.owned_names();
+        let mut owned = config.identity_headers.owned_names();
+        // The gateway sets each tenant's static headers, so a client copy is
+        // removed too, also on requests of tenants that do not set them.
+        let tenant_headers = config.tenants.values().flat_map(|tenant| &tenant.headers);
+        owned.extend(tenant_headers.map(|(name, _)| name.clone()));
         let gateway_headers = headers::GatewayHeaders::new(&config.identity_headers.prefix, owned)
             .map_err(|error| format!("invalid identity header prefix: {error}"))?;
         Ok(Normalizer {

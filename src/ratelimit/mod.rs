@@ -99,6 +99,13 @@ impl Limiter {
         let mut claim_values = claims.iter();
         let mut parts: Vec<&[u8]> = vec![policy.name.as_bytes()];
         for part in &policy.key {
+            // A subject or client id is unique only within its issuer
+            // (OpenID Connect Core 1.0, section 2), and two tenants'
+            // providers may both issue `sub: reader`, so the issuer is
+            // counted with them.
+            if matches!(part, KeyPart::Subject | KeyPart::Client) {
+                parts.push(inputs.identity.map_or(ABSENT, |i| i.issuer.as_bytes()));
+            }
             let value: &[u8] = match part {
                 KeyPart::Ip => &ip,
                 KeyPart::Subject => inputs
@@ -122,5 +129,60 @@ impl Limiter {
             parts.push(value);
         }
         self.store.key_hash(&parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ratelimit::gcra::Quota;
+
+    #[test]
+    fn subject_and_client_counted_per_issuer() {
+        let quota = Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap();
+        for part in [KeyPart::Subject, KeyPart::Client] {
+            let policy = Arc::new(RateLimitPolicy {
+                name: "per-caller".into(),
+                quota,
+                key: vec![part.clone()],
+            });
+            let limiter = Limiter::new(100);
+            let caller = |issuer: &str| Identity {
+                subject: Some("reader".into()),
+                client_id: Some("reader".into()),
+                ..Identity::for_tests(issuer)
+            };
+            let (first, second) = (caller("https://first.test"), caller("https://second.test"));
+            let check = |identity: &Identity| {
+                let inputs = KeyInputs {
+                    client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    identity: Some(identity),
+                    route_id: "list-users",
+                    tenant: None,
+                };
+                limiter
+                    .check(std::iter::once(&policy), &inputs)
+                    .unwrap()
+                    .decision
+                    .allowed
+            };
+
+            assert!(
+                check(&first),
+                "{part:?}: first request of the first issuer's caller"
+            );
+            assert!(
+                !check(&first),
+                "{part:?}: second request of the first issuer's caller"
+            );
+            assert!(
+                check(&second),
+                "{part:?}: same id under another issuer shares the bucket"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::authn::config::{read_claim_mapping, read_issuer, IssuerConfig};
 use crate::config::reader::{found, scalar_text, MapReader};
+use crate::config::yaml::Node;
 use crate::ratelimit::config::RateLimitPolicy;
 
 #[derive(Debug)]
@@ -40,7 +41,18 @@ pub enum TenantFrom {
 pub struct Tenants {
     pub tenants: HashMap<String, Arc<TenantConfig>>,
     /// Issuers declared under tenants, bound to their tenant.
-    pub issuers: Vec<IssuerConfig>,
+    pub issuers: Vec<TenantIssuer>,
+}
+
+/// An issuer declared under a tenant, with the position of its URL, so
+/// that a problem found when the issuers of all sections are joined can
+/// point at it.
+pub struct TenantIssuer {
+    pub config: IssuerConfig,
+    /// The `issuer` value.
+    pub node: Node,
+    /// Its key path, such as `tenants[1].issuers[0].issuer`.
+    pub path: String,
 }
 
 pub fn is_tenant_id(id: &str) -> bool {
@@ -97,9 +109,13 @@ fn read_tenant(
                     ok = false;
                     continue;
                 };
-                match read_issuer(&issuer_map, base_dir) {
-                    Some(issuer) => issuers.push(issuer),
-                    None => ok = false,
+                match (read_issuer(&issuer_map, base_dir), issuer_map.get("issuer")) {
+                    (Some(config), Some(node)) => issuers.push(TenantIssuer {
+                        config,
+                        node: node.clone(),
+                        path: issuer_map.child_path("issuer"),
+                    }),
+                    _ => ok = false,
                 }
                 issuer_map.finish();
             }
@@ -147,10 +163,10 @@ fn read_tenant(
     // that did not set its own.
     let mapping = mapping.unwrap();
     for mut issuer in issuers {
-        if issuer.claims == Default::default() {
-            issuer.claims = mapping.clone();
+        if issuer.config.claims == Default::default() {
+            issuer.config.claims = mapping.clone();
         }
-        issuer.tenant = Some(id.clone());
+        issuer.config.tenant = Some(id.clone());
         result.issuers.push(issuer);
     }
     let tenant = TenantConfig {

@@ -1,8 +1,10 @@
 //! Tenancy: which tenant a request addresses, which tenant its credential
 //! belongs to, and the check that they are the same.
 //!
-//! The addressed tenant is resolved right after normalization (a path
-//! prefix is removed before routing). The credential's tenant is bound
+//! The addressed tenant is resolved from a path prefix right after
+//! normalization, and the prefix is removed before routing. A host or
+//! header is read after routing, because a route may choose its own
+//! source. The credential's tenant is bound
 //! after authentication: by its issuer, each issuer belonging to one
 //! tenant, and by the tenant claim when the token carries one. A mismatch
 //! is a 403 `tenant_mismatch`, logged at warn for audit.
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::request::Parts;
+use http::HeaderName;
 
 use crate::authn::Identity;
 use crate::tenancy::config::{TenantConfig, TenantFrom};
@@ -38,14 +41,7 @@ pub fn resolve<'a>(
 ) -> Result<(&'a Arc<TenantConfig>, Option<String>), TenancyError> {
     let (id, rest) = match from {
         TenantFrom::Host { before, after } => (host_tenant(parts, before, after), None),
-        TenantFrom::Header(name) => (
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            None,
-        ),
+        TenantFrom::Header(name) => (header_tenant(parts, name), None),
         TenantFrom::PathPrefix { before } => match path.strip_prefix(before.as_str()) {
             Some(rest) => {
                 let (id, remainder) = rest.split_once('/').map_or((rest, ""), |(id, r)| (id, r));
@@ -61,12 +57,32 @@ pub fn resolve<'a>(
     Ok((tenant, rest))
 }
 
-fn host_tenant(parts: &Parts, before: &str, after: &str) -> Option<String> {
-    let host = parts
+/// Reads the tenant header. It must appear exactly once, and not also
+/// spelled with `_` for `-`, because an upstream that maps `-` to `_`
+/// CGI-style reads both spellings under one name and could pick another
+/// copy than the one the tenant was resolved from.
+fn header_tenant(parts: &Parts, name: &HeaderName) -> Option<String> {
+    let folded = name.as_str().replace('_', "-");
+    let mut copies = parts
         .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| parts.uri.host())?;
+        .iter()
+        .filter(|(copy, _)| copy.as_str().replace('_', "-") == folded);
+    let (copy, value) = copies.next()?;
+    if copies.next().is_some() || copy != name {
+        return None;
+    }
+    value.to_str().ok().map(str::to_string)
+}
+
+/// Reads the tenant from the host. More than one `Host` line names no
+/// tenant, because an upstream that keeps the `Host` may read another line.
+fn host_tenant(parts: &Parts, before: &str, after: &str) -> Option<String> {
+    let mut lines = parts.headers.get_all(http::header::HOST).iter();
+    let host = match (lines.next(), lines.next()) {
+        (Some(line), None) => line.to_str().ok()?,
+        (None, _) => parts.uri.host()?,
+        (Some(_), Some(_)) => return None,
+    };
     let host = host
         .rsplit_once(':')
         .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
@@ -186,6 +202,58 @@ mod tests {
             "globex"
         );
         assert!(resolve(&from, &tenants, &parts("gw", None), "/users").is_err());
+    }
+
+    #[test]
+    fn ambiguous_address_names_no_tenant() {
+        let host = TenantFrom::Host {
+            before: String::new(),
+            after: ".api.example.com".into(),
+        };
+        let header = TenantFrom::Header(http::HeaderName::from_static("x-tenant"));
+        let cases: [(&str, &TenantFrom, &[(&str, &str)]); 5] = [
+            (
+                "two Host lines",
+                &host,
+                &[
+                    ("host", "acme.api.example.com"),
+                    ("host", "globex.api.example.com"),
+                ],
+            ),
+            (
+                "two equal Host lines",
+                &host,
+                &[
+                    ("host", "acme.api.example.com"),
+                    ("host", "acme.api.example.com"),
+                ],
+            ),
+            (
+                "tenant header twice",
+                &header,
+                &[("x-tenant", "acme"), ("x-tenant", "globex")],
+            ),
+            (
+                "tenant header and its _ spelling",
+                &header,
+                &[("x-tenant", "acme"), ("x_tenant", "globex")],
+            ),
+            ("only the _ spelling", &header, &[("x_tenant", "acme")]),
+        ];
+        let tenants = tenants();
+        for (description, from, headers) in cases {
+            let mut builder = http::Request::get("/users");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            let parts = builder.body(()).unwrap().into_parts().0;
+            let result = resolve(from, &tenants, &parts, "/users");
+            assert_eq!(
+                result.err(),
+                Some(TenancyError::UnknownTenant),
+                "{description}"
+            );
+        }
     }
 
     #[test]

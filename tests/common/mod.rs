@@ -40,6 +40,7 @@ mod logs;
 mod ports;
 mod process;
 mod provider;
+pub mod tenants;
 mod upstream;
 
 use std::future::Future;

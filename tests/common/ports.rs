@@ -1,6 +1,6 @@
 //! Loopback ports for the processes a test starts.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 /// Returns a port that was free a moment ago. Another process can take it
 /// before the caller binds it, so callers retry on a bind failure.
@@ -9,46 +9,44 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("a bound listener has an address").port()
 }
 
-/// A loopback port that refuses connections and that no other process can
-/// bind while this value lives.
+/// A loopback port that refuses connections, chosen below Linux's default
+/// ephemeral range (32768-60999).
 ///
-/// The port is the local end of a connected TCP socket pair held by the
-/// test: no listener exists on it, so a connection attempt gets a reset,
-/// and a bind to it fails with "address in use", also with `SO_REUSEADDR`,
-/// because the connected socket does not set that option.
+/// Ports in that range are never handed out for outgoing connections, so
+/// after [`UnusedPort::release`] no connection of another test can take the
+/// port while a process is about to bind it; only an explicit bind can, and
+/// the port is chosen at random among several thousand.
 pub struct UnusedPort {
     pub port: u16,
-    _client: TcpStream,
-    _server: TcpStream,
 }
+
+/// The range [`UnusedPort`] picks from.
+const UNUSED_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 impl UnusedPort {
     pub fn new() -> UnusedPort {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding an ephemeral loopback port");
-        let client = TcpStream::connect(listener.local_addr().expect("a bound listener has an address"))
-            .expect("connecting to a local listener");
-        let (server, _) = listener.accept().expect("accepting a local connection");
-        let port = client.local_addr().expect("a connected socket has an address").port();
-        UnusedPort { port, _client: client, _server: server }
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            ^ std::process::id().rotate_left(16);
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let port = UNUSED_PORTS.start + (seed >> 8) as u16 % (UNUSED_PORTS.end - UNUSED_PORTS.start);
+            // Free now, and nothing is listening, so connections are refused.
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return UnusedPort { port };
+            }
+        }
+        panic!("no free loopback port found in {UNUSED_PORTS:?}");
     }
 
     pub fn address(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// Frees the port for a process about to bind it, and returns it.
-    ///
-    /// The server end closes first and the client end only after it has
-    /// read the end of the stream, so the port's socket closes passively and
-    /// leaves no TIME_WAIT entry on the port.
+    /// Returns the port for a process about to bind it.
     pub fn release(self) -> u16 {
-        let UnusedPort { port, _client: mut client, _server: server } = self;
-        drop(server);
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .expect("setting a read timeout");
-        let _ = std::io::Read::read(&mut client, &mut [0u8; 16]);
-        drop(client);
-        port
+        self.port
     }
 }

@@ -164,7 +164,9 @@ impl Provider {
             keys,
             retired_keys: Vec::new(),
         };
-        provider.launch(1).unwrap_or_else(|message| panic!("{message}"));
+        // A chosen port may still be closing; a free one never needs a retry.
+        let attempts = if provider.port == 0 { 1 } else { RESTART_ATTEMPTS };
+        provider.launch(attempts).unwrap_or_else(|message| panic!("{message}"));
         provider
     }
 
