@@ -36,22 +36,31 @@ impl std::error::Error for BodyTooLarge {}
 
 pin_project_lite::pin_project! {
     /// Streams a body through, failing once more than `remaining` bytes
-    /// have passed. `exceeded` is set so the caller can answer 413 rather
-    /// than report an upstream failure.
+    /// have passed. `exceeded` is set so the caller can respond with 413
+    /// rather than report an upstream failure, and `read_failed` is set when
+    /// the client's body itself fails (invalid chunked framing, or the client
+    /// closed the connection before the end), so the caller can respond with 400.
     pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         remaining: u64,
         exceeded: Arc<AtomicBool>,
+        read_failed: Arc<AtomicBool>,
     }
 }
 
 impl<B> LimitedBody<B> {
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        inner: B,
+        limit: u64,
+        exceeded: Arc<AtomicBool>,
+        read_failed: Arc<AtomicBool>,
+    ) -> Self {
         LimitedBody {
             inner,
             remaining: limit,
             exceeded,
+            read_failed,
         }
     }
 }
@@ -81,7 +90,10 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                this.read_failed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(error.into())))
+            }
             other => other.map(|_| None),
         }
     }

@@ -379,8 +379,9 @@ impl Gateway {
         );
 
         let exceeded = Arc::new(AtomicBool::new(false));
-        let body =
-            http_body_util::BodyExt::boxed(LimitedBody::new(body, body_limit, exceeded.clone()));
+        let read_failed = Arc::new(AtomicBool::new(false));
+        let limited = LimitedBody::new(body, body_limit, exceeded.clone(), read_failed.clone());
+        let body = http_body_util::BodyExt::boxed(limited);
         let result = self
             .upstreams
             .send(&route.upstream, parts, &normalized.path, body)
@@ -388,6 +389,11 @@ impl Gateway {
         match result {
             Ok(response) => Ok(response),
             Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),
+            // The client's body failed, not the upstream: reject it as the
+            // client's error and keep it out of the upstream error metrics.
+            Err(_) if read_failed.load(Ordering::Acquire) => Err(Rejection::BadRequest {
+                reason: "request_invalid_body",
+            }),
             Err(error) => Err(self.upstream_rejection(route, error)),
         }
     }

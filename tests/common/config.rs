@@ -1,6 +1,8 @@
 //! A realistic gateway configuration for the end-to-end tests, with the
 //! settings tests change as builder methods.
 
+use std::path::Path;
+
 use super::gateway::{ADMIN_ADDRESS, LISTEN_ADDRESS};
 use super::provider::Provider;
 use super::upstream::Upstream;
@@ -10,6 +12,14 @@ use super::upstream::Upstream;
 struct Issuer {
     url: String,
     audience: String,
+}
+
+/// The `server.tls` section: PEM files and the lowest accepted version.
+#[derive(Clone)]
+struct Tls {
+    certificate: String,
+    key: String,
+    min_version: Option<String>,
 }
 
 /// Builds the YAML of a gateway in front of the users API:
@@ -34,6 +44,10 @@ pub struct ConfigBuilder {
     token_types: Option<Vec<String>>,
     clock_skew: Option<String>,
     refetch_cooldown: Option<String>,
+    tls: Option<Tls>,
+    request_header_timeout: Option<String>,
+    max_header_bytes: Option<String>,
+    extra_routes: Vec<String>,
 }
 
 /// Starts a configuration for `upstream` that trusts each provider's
@@ -51,6 +65,10 @@ pub fn config_for(upstream: &Upstream, providers: &[&Provider]) -> ConfigBuilder
         token_types: None,
         clock_skew: None,
         refetch_cooldown: None,
+        tls: None,
+        request_header_timeout: None,
+        max_header_bytes: None,
+        extra_routes: Vec::new(),
     }
 }
 
@@ -106,14 +124,46 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves TLS only, with these PEM files (absolute paths) and, when
+    /// given, `min_version` (`"1.2"` or `"1.3"`).
+    pub fn tls(mut self, certificate: &Path, key: &Path, min_version: Option<&str>) -> Self {
+        self.tls = Some(Tls {
+            certificate: certificate.display().to_string(),
+            key: key.display().to_string(),
+            min_version: min_version.map(str::to_string),
+        });
+        self
+    }
+
+    /// Sets the time a client has to send its request head and to finish
+    /// the TLS handshake, such as `"1s"`. Default: the gateway's (10s).
+    pub fn request_header_timeout(mut self, timeout: &str) -> Self {
+        self.request_header_timeout = Some(timeout.to_string());
+        self
+    }
+
+    /// Sets the limit on the request line plus headers, such as `"64KiB"`.
+    /// Default: the gateway's (16 KiB).
+    pub fn max_header_bytes(mut self, size: &str) -> Self {
+        self.max_header_bytes = Some(size.to_string());
+        self
+    }
+
+    /// Appends one route, given as the YAML mapping of a list item without
+    /// the leading `- `, such as
+    /// `"id: any\nmatch: { path: /any, methods: [GET] }\nupstream: users"`.
+    /// Its upstream is `users`.
+    pub fn route(mut self, route_yaml: &str) -> Self {
+        self.extra_routes.push(route_yaml.to_string());
+        self
+    }
+
     /// Returns the YAML text, with the listener and admin addresses left as
     /// the placeholders that [`super::Gateway::start`] fills in.
     pub fn yaml(&self) -> String {
         let mut yaml = String::new();
-        yaml.push_str(&format!(
-            "server:\n  address: {LISTEN_ADDRESS}\n  timeouts:\n    shutdown_grace: {}\n\nadmin:\n  address: {ADMIN_ADDRESS}\n\n",
-            self.shutdown_grace
-        ));
+        yaml.push_str(&self.server_yaml());
+        yaml.push_str(&format!("admin:\n  address: {ADMIN_ADDRESS}\n\n"));
         yaml.push_str(&format!(
             "upstreams:\n  users:\n    url: \"{}\"\n    timeouts:\n      connect: 2s\n      response: {}\n\n",
             self.upstream_url, self.response_timeout
@@ -123,6 +173,29 @@ impl ConfigBuilder {
         let (requests, per) = &self.rate_limit;
         yaml.push_str(&format!("rate_limits:\n  per-subject:\n    requests: {requests}\n    per: {per}\n    key: [subject]\n\n"));
         yaml.push_str(ROUTES);
+        for route in &self.extra_routes {
+            yaml.push_str("\n  - ");
+            yaml.push_str(&route.replace('\n', "\n    "));
+            yaml.push('\n');
+        }
+        yaml
+    }
+
+    fn server_yaml(&self) -> String {
+        let mut yaml = format!("server:\n  address: {LISTEN_ADDRESS}\n  timeouts:\n    shutdown_grace: {}\n", self.shutdown_grace);
+        if let Some(timeout) = &self.request_header_timeout {
+            yaml.push_str(&format!("    request_header: {timeout}\n"));
+        }
+        if let Some(size) = &self.max_header_bytes {
+            yaml.push_str(&format!("  limits:\n    max_header_bytes: {size}\n"));
+        }
+        if let Some(tls) = &self.tls {
+            yaml.push_str(&format!("  tls:\n    certificate: \"{}\"\n    key: \"{}\"\n", tls.certificate, tls.key));
+            if let Some(version) = &tls.min_version {
+                yaml.push_str(&format!("    min_version: \"{version}\"\n"));
+            }
+        }
+        yaml.push('\n');
         yaml
     }
 
