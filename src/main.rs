@@ -23,8 +23,8 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Worker threads of the async runtime. Default: one per CPU core.
-        #[arg(long, value_name = "COUNT")]
-        threads: Option<usize>,
+        #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         /// Log filter in tracing's EnvFilter syntax, such as `info` or
         /// `portcullis=debug`. Overrides the PORTCULLIS_LOG variable.
         /// Default: info.
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             config,
             threads,
             log,
-        } => portcullis::run::serve(config, threads, log),
+        } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
         Command::Token(TokenCommand::Mint {
             key,

@@ -123,6 +123,16 @@ impl Reloader {
     }
 }
 
+/// Keeps SIGHUP from terminating a gateway that runs the embedded default
+/// configuration, which has no file to reload.
+pub async fn ignore_sighup() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+    while hangup.recv().await.is_some() {
+        tracing::warn!("SIGHUP ignored: the embedded default configuration has no file to reload");
+    }
+}
+
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     let listener_changed = old.server.address != new.server.address
         || old

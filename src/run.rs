@@ -96,8 +96,13 @@ fn init_logging(filter: Option<String>) {
     let filter = filter
         .or_else(|| std::env::var("PORTCULLIS_LOG").ok())
         .unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("warning: invalid log filter {filter:?} ({error}); logging at info");
+            tracing_subscriber::EnvFilter::new("info")
+        }
+    };
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -137,10 +142,15 @@ async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
         "gateway started"
     );
 
-    if let Some(path) = path {
-        let reloader = Arc::new(crate::reload::Reloader::new(path, shared.clone(), durable));
-        tokio::spawn(reloader.clone().on_sighup());
-        tokio::spawn(reloader.watch_file());
+    match path {
+        Some(path) => {
+            let reloader = Arc::new(crate::reload::Reloader::new(path, shared.clone(), durable));
+            tokio::spawn(reloader.clone().on_sighup());
+            tokio::spawn(reloader.watch_file());
+        }
+        None => {
+            tokio::spawn(crate::reload::ignore_sighup());
+        }
     }
 
     let (stop, stopped) = watch::channel(false);

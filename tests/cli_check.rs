@@ -194,3 +194,48 @@ routes:
         "route.yaml:8:18: routes[0].tenant_from: a route cannot take its tenant from a path prefix, because the prefix is removed before routing; set it at the top level"
     );
 }
+
+#[test]
+fn inline_secret_never_echoed() {
+    let secret = "inline-secret-value-7c1d";
+    let config = format!(
+        "upstreams:\n  api: {{ url: http://127.0.0.1:1 }}\nauthentication:\n  issuers:\n    - issuer: https://issuer.test\n      audiences: [api]\n      algorithm: HS256\n      secret: {secret}\nroutes:\n  - id: api\n    match: {{ path: /api, methods: [GET] }}\n    upstream: api\n"
+    );
+    let (dir, path) = write_config("inline.yaml", &config);
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert_eq!(
+        lines[0],
+        "inline.yaml:8:15: authentication.issuers[0].secret: expected { env: NAME } or { file: PATH }; secrets are not written inline"
+    );
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains(secret), "the secret value was printed: {all}");
+}
+
+#[test]
+fn private_key_in_inline_jwks_rejected() {
+    let config = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+authentication:
+  issuers:
+    - issuer: https://issuer.test
+      audiences: [api]
+      jwks:
+        keys:
+          - { kty: EC, crv: P-256, kid: k1, x: p5qdaOj2Xxy8X_cGBymuYVq2aKl7dERI1yTV0Q7oAek, y: j9LcH_sECdOOGzMTcx0d5j34aSRdoSI3bDgrfpZN1Cg, d: c2VjcmV0LXNjYWxhci1ub3QtcmVhbA }
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+";
+    let (dir, path) = write_config("private.yaml", config);
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    assert!(lines[0].starts_with("private.yaml:8:13: authentication.issuers[0].jwks: the JWKS contains private"), "{lines:?}");
+    assert!(!lines.join("\n").contains("c2VjcmV0"), "the private key was printed");
+}

@@ -46,6 +46,9 @@ async fn reader_token_forwards_identity_not_spoofs() {
         .header("X-Portcullis-Scopes", "write:users")
         .header("X-Portcullis-Tenant", "other-tenant")
         .header("X-Forwarded-For", "1.2.3.4")
+        .header("X-Forwarded-User", "admin")
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("True-Client-IP", "1.2.3.4")
         .send()
         .await;
 

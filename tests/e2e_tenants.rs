@@ -257,14 +257,16 @@ async fn ambiguous_tenant_address_not_served() {
     let config = |source| tenants_config(&upstream, source).tenant(TenantSpec::new("acme", &acme)).tenant(TenantSpec::new("globex", &globex));
 
     // Two Host lines: the gateway would resolve one tenant, an upstream
-    // that keeps the Host might read the other.
+    // that keeps the Host might read the other. Normalization rejects
+    // them before any tenant is resolved.
     let host_gateway = Gateway::start(&config(TenantSource::Host).yaml()).await;
     let request = format!(
         "GET /users HTTP/1.1\r\nHost: acme.api.example.test\r\nHost: globex.api.example.test\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     let raw = send_raw(host_gateway.address, request.as_bytes(), Duration::from_secs(10)).await;
     let status_line = String::from_utf8_lossy(&raw).lines().next().unwrap_or_default().to_string();
-    assert!(status_line.starts_with("HTTP/1.1 404 "), "two Host lines: {status_line:?}");
+    assert!(status_line.starts_with("HTTP/1.1 400 "), "two Host lines: {status_line:?}");
+    assert!(String::from_utf8_lossy(&raw).contains("\"reason\":\"request_invalid_host\""), "two Host lines: {}", String::from_utf8_lossy(&raw));
 
     // The tenant header twice, or also spelled with `_`, which CGI-style
     // upstreams read as the same header.

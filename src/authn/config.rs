@@ -403,9 +403,20 @@ fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
     }
 }
 
+/// Members of a JWK that belong to the private key.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
 fn read_inline_jwks(map: &MapReader) -> Option<KeySource> {
     let node = map.get("jwks").unwrap();
     let json = yaml_to_json(node);
+    let private = json["keys"].as_array().is_some_and(|keys| {
+        keys.iter().any(|key| PRIVATE_JWK_MEMBERS.iter().any(|member| key.get(member).is_some()))
+    });
+    if private {
+        let message = "the JWKS contains private or symmetric key material (d, p, q, k, ...); publish only public keys here";
+        map.problems.at(node, &map.child_path("jwks"), message);
+        return None;
+    }
     let text = json.to_string();
     match crate::authn::jwk::KeySet::from_jwks_json(text.as_bytes()) {
         Ok((set, _)) if !set.is_empty() => Some(KeySource::Inline(text)),
@@ -456,9 +467,13 @@ fn read_secret_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
 pub fn read_secret(map: &MapReader, key: &'static str, base_dir: &Path) -> Option<Secret> {
     let node = map.get(key)?;
     let path = map.child_path(key);
-    let Some(source) = MapReader::open(node, &path, map.problems) else {
+    if !matches!(node.value, crate::config::yaml::Value::Mapping(_)) {
+        // Never describe what was found: it may be the secret itself.
+        let message = "expected { env: NAME } or { file: PATH }; secrets are not written inline";
+        map.problems.at(node, &path, message);
         return None;
-    };
+    }
+    let source = MapReader::open(node, &path, map.problems)?;
     let env = source.string("env");
     let file = source.string("file");
     source.finish();

@@ -32,17 +32,27 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// `x-original-url` and `x-rewrite-url` are included because some upstream
 /// frameworks route on them instead of the request path, which would let a
 /// client reach a path that the gateway never authorized.
-const FORWARDING: [&str; 9] = [
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
+const FORWARDING: [&str; 12] = [
     "x-real-ip",
     "forwarded",
     "x-original-url",
     "x-rewrite-url",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    // Method overrides: an upstream with override middleware would run the
+    // overriding method, which the route's method check never saw.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
 ];
+
+/// Every field with this prefix is removed: besides `-for`, `-host` and
+/// `-proto`, upstreams trust fields such as `x-forwarded-user` or
+/// `x-forwarded-email` as identity.
+const FORWARDING_PREFIX: &str = "x-forwarded-";
 
 /// Removes `Connection`, every field that `Connection` names, and the fixed
 /// hop-by-hop fields.
@@ -121,6 +131,7 @@ impl GatewayHeaders {
         let folded = fold_separators(name.as_str());
 
         folded.starts_with(&self.prefix)
+            || folded.starts_with(FORWARDING_PREFIX)
             || FORWARDING.contains(&folded.as_str())
             || self
                 .extra
@@ -489,6 +500,18 @@ mod tests {
                 ("forwarded", b"for=1.2.3.4"), ("x-original-url", b"/admin"), ("x-rewrite-url", b"/admin"),
             ], &[]),
             ("forwarding field with underscores removed", &[("x_forwarded_for", b"1.2.3.4")], &[]),
+            ("every x-forwarded field removed", &[
+                ("x-forwarded-user", b"admin"), ("x-forwarded-email", b"a@b"), ("x-forwarded-uri", b"/admin"),
+                ("x-forwarded-server", b"s"), ("x-forwarded-ssl", b"on"), ("x-forwarded-scheme", b"https"),
+            ], &[]),
+            ("client address fields removed", &[
+                ("x-client-ip", b"1.2.3.4"), ("true-client-ip", b"1.2.3.4"), ("cf-connecting-ip", b"1.2.3.4"),
+                ("x-cluster-client-ip", b"1.2.3.4"),
+            ], &[]),
+            ("method overrides removed", &[
+                ("x-http-method-override", b"DELETE"), ("x-http-method", b"DELETE"), ("x-method-override", b"DELETE"),
+                ("x-original-method", b"DELETE"),
+            ], &[]),
             ("every line of a repeated field removed", &[("x-forwarded-for", b"1.1.1.1"), ("x-forwarded-for", b"2.2.2.2")], &[]),
             ("name containing prefix later kept", &[("x-not-portcullis-a", b"1")], &["x-not-portcullis-a"]),
             ("ordinary fields kept", &[("authorization", b"Bearer t"), ("x-request-id", b"r1")], &["authorization", "x-request-id"]),

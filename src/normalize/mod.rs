@@ -62,6 +62,7 @@ impl Normalizer {
                 reason: error.reason(),
             }
         })?;
+        check_host(parts)?;
         let path = self.canonical_path(parts)?;
 
         let xff = parts.headers.get_all("x-forwarded-for");
@@ -97,5 +98,21 @@ impl Normalizer {
         path::canonicalize(raw, &self.path_options).map_err(|error| Rejection::BadRequest {
             reason: error.reason(),
         })
+    }
+}
+
+/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 section 3.2);
+/// two could route by one and reach the upstream with the other. HTTP/2
+/// carries the authority in `:authority` instead.
+fn check_host(parts: &Parts) -> Result<(), Rejection> {
+    let count = parts.headers.get_all(http::header::HOST).iter().count();
+    let valid = match parts.version {
+        http::Version::HTTP_11 => count == 1,
+        _ => count <= 1,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Rejection::BadRequest { reason: "request_invalid_host" })
     }
 }

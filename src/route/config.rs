@@ -208,17 +208,18 @@ fn read_route(
     }
     let require = require?;
     let authentication = authentication?;
+    // The two problems below are reported but the route is kept, so the
+    // checks of duplicate ids and overlapping routes still run on it; the
+    // reported problem rejects the configuration anyway.
     if authentication == AuthMode::None && !require.is_empty() {
         let message = "a route with authentication: none cannot require scopes, roles or claims";
         map.problems
             .at(map.node, &map.child_path("require"), message);
-        return None;
     }
     if authentication == AuthMode::Required && authn.is_some_and(|a| a.issuers.is_empty()) {
-        let message = "this route requires authentication but authentication.issuers is empty; add an issuer or set authentication: none";
+        let message = "this route requires authentication but no issuer is configured; add one under authentication.issuers or tenants, or set authentication: none";
         map.problems
             .at(map.node, &map.child_path("authentication"), message);
-        return None;
     }
     if bad_body {
         return None;
