@@ -25,7 +25,17 @@ step "Node fixture self-tests"
 (cd tests/fixtures && npm test --silent)
 
 step "Rust tests (unit, end-to-end, Wycheproof)"
-cargo test --all-targets --no-fail-fast
+mkdir -p target
+set +e
+cargo test --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log
+rust_status=${PIPESTATUS[0]}
+set -e
+# One closing line for every Rust test binary together.
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' target/cargo-test.log)
+if [ "$rust_status" -ne 0 ]; then
+  echo "rust: $passed passed, $failed failed"
+  exit "$rust_status"
+fi
 
 step "Quickstart smoke test"
 ./scripts/quickstart.sh --exit > target/quickstart.log 2>&1 || { cat target/quickstart.log; exit 1; }
@@ -35,3 +45,4 @@ done
 echo "quickstart showed 200, 401, 403 and 429"
 
 step "All tests passed"
+echo "rust: $passed passed, $failed failed"
