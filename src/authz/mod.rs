@@ -1,5 +1,10 @@
-//! Authorization, tier 1: the scopes, roles and claims a route requires,
+//! Authorization. Tier 1: the scopes, roles and claims a route requires,
 //! checked on every request after authentication and rate limiting.
+//! Tier 2 ([`policy`]): a Rego rule, only on routes that name one, with
+//! decisions cached ([`decision_cache`]).
+
+pub mod decision_cache;
+pub mod policy;
 
 use crate::authn::Identity;
 use crate::route::config::{Match, Requirements};
