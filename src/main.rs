@@ -41,6 +41,24 @@ enum Command {
     /// Work with tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Work with Rego policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the Rego tests (rules named test_*) of the policies in a
+    /// directory, like `opa test`. Exits with 1 when any test fails or
+    /// errors, or when the policies do not compile.
+    Test {
+        /// Directory of .rego policies and their .json/.yaml data.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// List every test, not only the failures.
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +107,7 @@ fn main() -> ExitCode {
             log,
         } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
+        Command::Policy(PolicyCommand::Test { dir, verbose }) => portcullis::run::policy_test(&dir, verbose),
         Command::Token(TokenCommand::Mint {
             key,
             kid,

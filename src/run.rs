@@ -194,6 +194,27 @@ async fn wait_for_signal() {
     }
 }
 
+/// Runs `portcullis policy test DIR`.
+pub fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
+    match crate::authz::policy::run_tests(dir) {
+        Ok(report) => {
+            print!("{}", report.render(verbose));
+            if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The claims and key of a `portcullis token mint` request.
 pub struct MintRequest {
     pub key: PathBuf,
@@ -264,6 +285,11 @@ fn mint_token(request: &MintRequest) -> Result<String, String> {
     let header = serde_json::json!({ "alg": alg.name(), "typ": "at+jwt", "kid": request.kid });
     key.sign(alg, &header, &claims)
         .map_err(|e| format!("signing failed: {e}"))
+}
+
+/// Returns 16 random hex digits, for decision and request ids.
+pub fn random_id() -> String {
+    format!("{:016x}", rand_u64())
 }
 
 fn rand_u64() -> u64 {

@@ -239,3 +239,55 @@ routes:
     assert!(lines[0].starts_with("private.yaml:8:13: authentication.issuers[0].jwks: the JWKS contains private"), "{lines:?}");
     assert!(!lines.join("\n").contains("c2VjcmV0"), "the private key was printed");
 }
+
+#[test]
+fn policy_problems_reported_with_location() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    std::fs::write(dir.path().join("users.rego"), "package users\n\nallow_read if {\n  input.subject ==\n}\n").expect("writing the policy");
+    let config = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+policies:
+  paths: [.]
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+    authentication: none
+";
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, config).expect("writing the config");
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.lines().any(|line| line.ends_with("users.rego:5:1: policies: expecting expression")), "no file:line for the compile error:\n{stderr}");
+}
+
+#[test]
+fn unknown_policy_rule_suggested() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    std::fs::write(dir.path().join("users.rego"), "package users\n\ndefault allow_read := false\n").expect("writing the policy");
+    let config = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+authentication:
+  issuers:
+    - { issuer: https://issuer.test, audiences: [api], discovery: true }
+policies:
+  paths: [.]
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+    require: { policy: data.users.allow_reed }
+";
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, config).expect("writing the config");
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = "gateway.yaml:12:24: routes[0].require.policy: no rule \"data.users.allow_reed\" in the loaded policies; did you mean \"data.users.allow_read\"?";
+    assert!(stderr.lines().any(|line| line.ends_with(expected)), "{stderr}");
+}

@@ -3,6 +3,7 @@
 //! Tier 2 ([`policy`]): a Rego rule, only on routes that name one, with
 //! decisions cached ([`decision_cache`]).
 
+pub mod config;
 pub mod decision_cache;
 pub mod policy;
 
@@ -18,6 +19,9 @@ pub enum Denial {
     },
     MissingRole,
     ClaimMismatch,
+    /// The route's Rego rule did not allow the request:
+    /// `policy_denied`, or `policy_error` when it failed to evaluate.
+    Policy { reason: &'static str },
 }
 
 impl Denial {
@@ -26,6 +30,7 @@ impl Denial {
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::MissingRole => "role_missing",
             Denial::ClaimMismatch => "claim_mismatch",
+            Denial::Policy { reason } => reason,
         }
     }
 }

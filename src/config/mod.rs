@@ -45,6 +45,8 @@ pub struct Config {
     pub global_rate_limits: Vec<Arc<RateLimitPolicy>>,
     pub routes: Vec<Arc<RouteConfig>>,
     pub tenants: HashMap<String, Arc<TenantConfig>>,
+    /// Tier-2 authorization: the Rego bundle, when configured.
+    pub policies: Option<crate::authz::config::PoliciesConfig>,
     /// How requests name their tenant, unless a route says otherwise.
     pub tenant_from: Option<TenantFrom>,
     /// The directory relative paths in the file are resolved against.
@@ -142,6 +144,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     if let (Some(authn), Some(tenants)) = (authentication.as_mut(), tenants.as_ref()) {
         bind_tenant_issuers(top, authn, tenants);
     }
+    let policies = crate::authz::config::read(top, base_dir);
     let declared = Declared {
         upstreams: declared_names(top, "upstreams"),
         rate_limits: declared_names(top, "rate_limits"),
@@ -152,6 +155,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         upstreams.as_ref(),
         rate_limits.as_ref(),
         authentication.as_ref(),
+        policies.as_ref().map(|p| p.as_ref()),
     );
 
     Some(Config {
@@ -165,6 +169,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         global_rate_limits: global_rate_limits?,
         routes: routes?.into_iter().map(Arc::new).collect(),
         tenants: tenants?.tenants,
+        policies: policies?,
         tenant_from: tenant_from?,
         base_dir: base_dir.to_path_buf(),
     })

@@ -58,6 +58,13 @@ impl Problems {
         self.push(None, path, message.into());
     }
 
+    /// Records a problem found in another file (a policy), at that file's
+    /// own location.
+    pub fn elsewhere(&self, location: String, path: &str, message: impl Into<String>) {
+        let problem = Problem { location, path: path.to_string(), message: message.into() };
+        self.list.borrow_mut().push(problem);
+    }
+
     fn push(&self, position: Option<(usize, usize)>, path: &str, message: String) {
         let location = match position {
             Some((line, column)) => format!("{}:{}:{}", self.file, line, column),

@@ -81,6 +81,8 @@ pub struct Gateway {
     router: Router,
     pub authenticator: Authenticator,
     limiter: Arc<Limiter>,
+    /// Tier-2 decisions of this generation; a reload starts empty.
+    decisions: crate::authz::decision_cache::DecisionCache,
     upstreams: Upstreams,
     normalizer: normalize::Normalizer,
     metrics: Arc<Metrics>,
@@ -155,6 +157,10 @@ impl Gateway {
                 previous.map(|p| &p.authenticator),
             )?,
             limiter: durable.limiter.clone(),
+            decisions: match &config.policies {
+                Some(p) => crate::authz::decision_cache::DecisionCache::new(p.cache_ttl, p.cache_max_entries),
+                None => crate::authz::decision_cache::DecisionCache::new(std::time::Duration::ZERO, 0),
+            },
             upstreams: Upstreams::new(&config.upstreams),
             normalizer: normalize::Normalizer::new(&config)?,
             metrics,
@@ -219,6 +225,7 @@ impl Gateway {
                     }
                 })?;
         let route = matched.route;
+        let params = matched.params;
         context.route = Some(route.clone());
         if let Some(from) = self
             .tenant_source(&route)
@@ -246,6 +253,9 @@ impl Gateway {
         if let Some(identity) = &context.identity {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
         }
+        if let Some(rule) = &route.require.policy {
+            self.decide(context, &parts, &route, &params, rule)?;
+        }
 
         self.forward(context, parts, body, &route, normalized, body_limit)
             .await
@@ -269,6 +279,75 @@ impl Gateway {
             context.path = Some(normalized.path.clone());
         }
         Ok(())
+    }
+
+    /// Tier 2: evaluates the route's Rego rule (or reuses a cached decision
+    /// for the same bundle, rule, tenant and input) and writes one
+    /// decision log record.
+    fn decide(
+        &self,
+        context: &Context,
+        parts: &Parts,
+        route: &RouteConfig,
+        params: &[(String, String)],
+        rule: &str,
+    ) -> Result<(), Rejection> {
+        let Some(policies) = &self.config.policies else {
+            // Validation rejects a policy rule without a policies section.
+            tracing::error!(route.id = route.id.as_str(), policy.rule = rule, "route names a policy but none are loaded");
+            return Err(Rejection::Internal);
+        };
+        let identity = context.identity.as_deref();
+        let no_list: &[String] = &[];
+        let facts = crate::authz::policy::RequestFacts {
+            method: parts.method.as_str(),
+            path: context.path.as_deref().unwrap_or("/"),
+            route_id: &route.id,
+            params,
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            claims: identity.map(|i| i.claims.as_map()),
+            subject: identity.and_then(|i| i.subject.as_deref()),
+            client_id: identity.and_then(|i| i.client_id.as_deref()),
+            scopes: identity.map_or(no_list, |i| i.scopes.as_slice()),
+            roles: identity.map_or(no_list, |i| i.roles.as_slice()),
+            tenant: context.tenant.as_ref().map(|t| t.id.as_str()),
+            body: None,
+        };
+        let input = crate::authz::policy::build_input(&facts);
+
+        let version = policies.set.version();
+        let key = crate::authz::decision_cache::DecisionKey::new(version, rule, facts.tenant, &input, None);
+        let now = Instant::now();
+        let (decision, cached) = match self.decisions.get(&key, now) {
+            Some(decision) => (decision, true),
+            None => {
+                let decision = policies.set.evaluate(rule, &input, policies.budget);
+                self.decisions.insert(key, &decision, now);
+                (decision, false)
+            }
+        };
+
+        tracing::info!(
+            target: "decision_log",
+            decision_id = %crate::run::random_id(),
+            policy.rule = rule,
+            policy.bundle = version,
+            decision.allowed = decision.allowed,
+            reason = decision.reason,
+            failure = decision.failure.as_ref().map(|f| f.detail()),
+            duration_us = decision.duration.as_micros() as u64,
+            cached,
+            route.id = route.id.as_str(),
+            tenant.id = facts.tenant,
+            identity.subject = facts.subject,
+            "policy decision"
+        );
+        if decision.allowed {
+            return Ok(());
+        }
+        let reason = decision.reason;
+        Err(Rejection::Forbidden(crate::authz::Denial::Policy { reason }))
     }
 
     /// Returns how a route's requests name their tenant: the route's own

@@ -93,6 +93,7 @@ impl Rejection {
             Rejection::Forbidden(Denial::InsufficientScope { .. }) => {
                 "the access token lacks a required scope"
             }
+            Rejection::Forbidden(Denial::Policy { .. }) => "the route's policy does not allow this request",
             Rejection::Forbidden(_) => "the caller may not use this route",
             Rejection::TenantMismatch => "the credential belongs to another tenant",
             Rejection::RateLimited { .. } => {

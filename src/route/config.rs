@@ -8,6 +8,7 @@ use http::Method;
 use regex::Regex;
 
 use crate::authn::config::AuthnConfig;
+use crate::authz::config::PoliciesConfig;
 use crate::config::reader::{found, list_items, scalar_text, MapReader};
 use crate::config::Declared;
 use crate::proxy::config::UpstreamConfig;
@@ -61,6 +62,9 @@ pub struct Requirements {
     pub roles_match: Option<Match>,
     /// Claims that must be present and match a pattern.
     pub claims: Vec<ClaimRequirement>,
+    /// Tier 2: the Rego rule that decides, such as
+    /// `data.users.allow_delete`, evaluated after the checks above.
+    pub policy: Option<String>,
 }
 
 #[derive(Debug)]
@@ -79,6 +83,7 @@ pub fn read_routes(
     upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
     authn: Option<&AuthnConfig>,
+    rego: Option<Option<&PoliciesConfig>>,
 ) -> Option<Vec<RouteConfig>> {
     let Some(items) = top.list("routes") else {
         if top.get("routes").is_none() {
@@ -98,7 +103,7 @@ pub fn read_routes(
             ok = false;
             continue;
         };
-        let route = read_route(&map, declared, upstreams, policies, authn);
+        let route = read_route(&map, declared, upstreams, policies, authn, rego);
         if let Some(route) = &route {
             if let Some(line) = seen_ids.insert(route.id.clone(), node.line) {
                 map.problems.at(
@@ -161,6 +166,7 @@ fn read_route(
     upstreams: Option<&HashMap<String, Arc<UpstreamConfig>>>,
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
     authn: Option<&AuthnConfig>,
+    rego: Option<Option<&PoliciesConfig>>,
 ) -> Option<RouteConfig> {
     let id = map.required_string("id", "a route id such as list-users");
     let matched = read_match(map);
@@ -171,7 +177,7 @@ fn read_route(
         None if map.get("authentication").is_some() => None,
         None => Some(AuthMode::Required),
     };
-    let require = read_requirements(map);
+    let require = read_requirements(map, rego);
     let rate_limits = crate::ratelimit::config::resolve_names(
         map,
         "rate_limits",
@@ -240,7 +246,7 @@ fn read_route(
 
 impl Requirements {
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty()
+        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty() && self.policy.is_none()
     }
 }
 
@@ -320,7 +326,33 @@ fn read_upstream_ref(
     upstreams?.get(&name).cloned()
 }
 
-fn read_requirements(map: &MapReader) -> Option<Requirements> {
+/// Reads `require.policy`: a rule that must exist in the loaded bundle.
+/// `rego` is `None` when the `policies` section itself was invalid.
+fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> Option<Option<String>> {
+    let Some(rule) = require.string("policy") else {
+        return require.get("policy").is_none().then_some(None);
+    };
+    let node = require.get("policy").unwrap();
+    let path = require.child_path("policy");
+    let rego = rego?;
+    let Some(rego) = rego else {
+        require.problems.at(node, &path, "a route names a policy rule but no policies are configured; add a policies section");
+        return None;
+    };
+    let rule = if rule.starts_with("data.") { rule } else { format!("data.{rule}") };
+    if !rego.set.has_rule(&rule) {
+        let rules: Vec<String> = rego.set.rules().map(|r| r.to_string()).collect();
+        let mut message = format!("no rule {rule:?} in the loaded policies");
+        if let Some(s) = crate::config::reader::did_you_mean(&rule, rules.iter().map(String::as_str)) {
+            message.push_str(&format!("; did you mean {s:?}?"));
+        }
+        require.problems.at(node, &path, message);
+        return None;
+    }
+    Some(Some(rule))
+}
+
+fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> Option<Requirements> {
     let Some(require) = map.map("require") else {
         return map.get("require").is_none().then(Requirements::default);
     };
@@ -365,6 +397,8 @@ fn read_requirements(map: &MapReader) -> Option<Requirements> {
             spec.finish();
         }
     }
+    let policy = read_policy_rule(&require, rego);
+    ok &= policy.is_some() || require.get("policy").is_none();
     require.finish();
     ok.then(|| Requirements {
         scopes: scopes.unwrap_or_default(),
@@ -372,5 +406,6 @@ fn read_requirements(map: &MapReader) -> Option<Requirements> {
         roles: roles.unwrap_or_default(),
         roles_match,
         claims,
+        policy: policy.flatten(),
     })
 }

@@ -14,7 +14,7 @@ import time
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
 HERE = pathlib.Path(__file__).resolve().parent
-POLICIES = HERE.parent / "policies"
+POLICIES = HERE.parents[2] / "examples" / "users-api" / "policies"
 
 ABSENT = object()
 

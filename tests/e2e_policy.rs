@@ -1,0 +1,118 @@
+//! Tier-2 authorization end to end: a route that names a Rego rule is
+//! allowed only when the rule says so, a failing rule denies with
+//! `policy_error`, decisions are cached and logged, and a policy that fails
+//! to compile at reload leaves the last good bundle serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config_for, eventually, Gateway, Provider, ProviderOptions, Upstream};
+
+const POLICY: &str = r#"package demo
+
+default allow_read := false
+
+allow_read if input.subject == input.route.params.id
+
+allow_read if "read:users:all" in input.scopes
+
+broken if {
+	x := 1 / count(input.route.params)
+	x > 100
+}
+
+zero := 0
+
+divides if {
+	y := 10 / zero
+	y > 1
+}
+"#;
+
+/// Writes the policy into a fresh directory and returns the configuration
+/// with `get-user` deciding by `data.demo.allow_read` and `faults` by
+/// `data.demo.divides`.
+fn policy_config(upstream: &Upstream, provider: &Provider, dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("demo.rego"), POLICY).expect("writing the policy");
+    let yaml = config_for(upstream, &[provider]).yaml();
+    let yaml = yaml.replacen(
+        "    match: { path: \"/users/{id}\", methods: [GET] }\n    upstream: users\n    require: { scopes: [read:users] }",
+        "    match: { path: \"/users/{id}\", methods: [GET] }\n    upstream: users\n    require: { scopes: [read:users], policy: data.demo.allow_read }",
+        1,
+    );
+    let yaml = yaml.replacen(
+        "    match: { path: \"/faults/{*fault}\", methods: [GET] }\n    upstream: users\n    require: { scopes: [read:users] }",
+        "    match: { path: \"/faults/{*fault}\", methods: [GET] }\n    upstream: users\n    require: { scopes: [read:users], policy: data.demo.divides }",
+        1,
+    );
+    assert!(yaml.contains("policy: data.demo.allow_read") && yaml.contains("policy: data.demo.divides"), "the route text changed");
+    format!("{yaml}\npolicies:\n  paths: [\"{}\"]\n  budget: 50ms\n", dir.display())
+}
+
+#[tokio::test]
+async fn policy_decides_route() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let gateway = Gateway::start(&policy_config(&upstream, &provider, dir.path())).await;
+
+    let own = provider.forge().subject("2").scope("read:users").sign();
+    let response = gateway.get("/users/2").bearer(&own).send().await;
+    assert_eq!(response.status(), 200, "own record: {}", response.text());
+
+    let other = gateway.get("/users/1").bearer(&own).send().await;
+    assert_eq!(other.status(), 403, "{}", other.text());
+    assert_eq!(other.json()["reason"], "policy_denied");
+    assert_eq!(upstream.count().await, 1, "a denied request reached the upstream");
+
+    let all = provider.forge().subject("2").scope("read:users read:users:all").sign();
+    assert_eq!(gateway.get("/users/1").bearer(&all).send().await.status(), 200);
+
+    let failing = gateway.get("/faults/headers").bearer(&all).send().await;
+    assert_eq!(failing.status(), 403, "{}", failing.text());
+    assert_eq!(failing.json()["reason"], "policy_error");
+    assert_eq!(upstream.count().await, 2);
+}
+
+#[tokio::test]
+async fn decisions_cached_and_logged() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let gateway = Gateway::start(&policy_config(&upstream, &provider, dir.path())).await;
+    let token = provider.forge().subject("3").scope("read:users").sign();
+
+    for _ in 0..2 {
+        assert_eq!(gateway.get("/users/3").bearer(&token).send().await.status(), 200);
+    }
+
+    let decisions: Vec<String> = gateway.logs().lines().filter(|l| l.contains("policy decision")).map(str::to_string).collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(decisions[0].contains("\"cached\":false"), "{}", decisions[0]);
+    assert!(decisions[1].contains("\"cached\":true"), "{}", decisions[1]);
+    assert!(decisions[0].contains("\"policy.rule\":\"data.demo.allow_read\""), "{}", decisions[0]);
+    assert!(decisions[0].contains("\"decision_id\":"), "{}", decisions[0]);
+    assert!(!decisions[0].contains(&token), "the token was logged");
+}
+
+#[tokio::test]
+async fn broken_policy_reload_keeps_last_good() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let config = policy_config(&upstream, &provider, dir.path());
+    let gateway = Gateway::start(&config).await;
+    let token = provider.forge().subject("2").scope("read:users").sign();
+
+    std::fs::write(dir.path().join("demo.rego"), "package demo\n\nallow_read if {\n").expect("writing a broken policy");
+    gateway.hangup();
+
+    eventually("the rejected reload is counted", Duration::from_secs(10), || async {
+        gateway.metrics().await.value("portcullis_config_reloads_total", &[("result", "failure")]) >= 1.0
+    })
+    .await;
+    assert!(gateway.logs().contains("demo.rego:"), "the policy problem has no file location");
+    assert_eq!(gateway.get("/users/2").bearer(&token).send().await.status(), 200, "the last good bundle stopped serving");
+    assert_eq!(gateway.get("/users/1").bearer(&token).send().await.status(), 403);
+}
