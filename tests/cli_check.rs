@@ -291,3 +291,17 @@ routes:
     let expected = "gateway.yaml:12:24: routes[0].require.policy: no rule \"data.users.allow_reed\" in the loaded policies; did you mean \"data.users.allow_read\"?";
     assert!(stderr.lines().any(|line| line.ends_with(expected)), "{stderr}");
 }
+
+#[test]
+fn policy_test_command_reports_results() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let passing = portcullis().args(["policy", "test"]).arg(root.join("examples/users-api/policies")).output().expect("running policy test");
+    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stderr));
+    assert!(String::from_utf8_lossy(&passing.stdout).starts_with("PASS: "), "{}", String::from_utf8_lossy(&passing.stdout));
+
+    let failing = portcullis().args(["policy", "test"]).arg(root.join("tests/data/policies_failing")).output().expect("running policy test");
+    assert_eq!(failing.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(stdout.contains("data.demo_test.test_fails: FAIL"), "{stdout}");
+    assert!(stdout.contains("data.demo_test.test_errors: ERROR"), "{stdout}");
+}
