@@ -6,6 +6,7 @@
 pub mod config;
 pub mod decision_cache;
 pub mod policy;
+pub mod step_up;
 
 use crate::authn::Identity;
 use crate::route::config::{Match, Requirements};

@@ -252,6 +252,9 @@ impl Gateway {
 
         if let Some(identity) = &context.identity {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
+            let skew = self.authenticator.clock_skew(&identity.issuer);
+            let step_up = route.require.step_up.check(identity, crate::authn::unix_now(), skew);
+            step_up.map_err(Rejection::StepUpRequired)?;
         }
         if let Some(rule) = &route.require.policy {
             self.decide(context, &parts, &route, &params, rule)?;

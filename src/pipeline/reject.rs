@@ -30,6 +30,9 @@ pub enum Rejection {
     Forbidden(Denial),
     /// The credential belongs to another tenant than the one addressed.
     TenantMismatch,
+    /// The authentication behind the token is too weak or too old for the
+    /// route (RFC 9470).
+    StepUpRequired(crate::authz::step_up::Insufficient),
     RateLimited {
         retry_after: Duration,
     },
@@ -49,6 +52,7 @@ impl Rejection {
             Rejection::Unauthenticated(error) => error.reason(),
             Rejection::Forbidden(denial) => denial.reason(),
             Rejection::TenantMismatch => "tenant_mismatch",
+            Rejection::StepUpRequired(_) => "insufficient_user_authentication",
             Rejection::RateLimited { .. } => "rate_limited",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -65,7 +69,7 @@ impl Rejection {
             Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Unauthenticated(_) | Rejection::StepUpRequired(_) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -96,6 +100,7 @@ impl Rejection {
             Rejection::Forbidden(Denial::Policy { .. }) => "the route's policy does not allow this request",
             Rejection::Forbidden(_) => "the caller may not use this route",
             Rejection::TenantMismatch => "the credential belongs to another tenant",
+            Rejection::StepUpRequired(_) => "a stronger or more recent authentication is required",
             Rejection::RateLimited { .. } => {
                 "rate limit exceeded; retry after the time in Retry-After"
             }
@@ -148,6 +153,18 @@ impl Rejection {
                 headers.insert(header::WWW_AUTHENTICATE, challenge(error));
                 if matches!(error, AuthnError::KeysUnavailable) {
                     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+            }
+            Rejection::StepUpRequired(insufficient) => {
+                let mut value = String::from("Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\"");
+                if let Some(acr_values) = &insufficient.acr_values {
+                    value.push_str(&format!(", acr_values=\"{acr_values}\""));
+                }
+                if let Some(max_age) = insufficient.max_age {
+                    value.push_str(&format!(", max_age={max_age}"));
+                }
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
             Rejection::Forbidden(Denial::InsufficientScope { required }) => {
@@ -226,6 +243,17 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "2");
+    }
+
+    #[tokio::test]
+    async fn step_up_challenge_names_requirements() {
+        let insufficient = crate::authz::step_up::Insufficient { acr_values: Some("gold platinum".into()), max_age: Some(600) };
+        let response = Rejection::StepUpRequired(insufficient).into_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\", acr_values=\"gold platinum\", max_age=600"
+        );
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 use regex::Regex;
@@ -62,6 +63,9 @@ pub struct Requirements {
     pub roles_match: Option<Match>,
     /// Claims that must be present and match a pattern.
     pub claims: Vec<ClaimRequirement>,
+    /// Step-up authentication: `acr`, `amr` and maximum age of the
+    /// authentication behind the token (RFC 9470).
+    pub step_up: crate::authz::step_up::StepUp,
     /// Tier 2: the Rego rule that decides, such as
     /// `data.users.allow_delete`, evaluated after the checks above.
     pub policy: Option<String>,
@@ -246,7 +250,11 @@ fn read_route(
 
 impl Requirements {
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty() && self.policy.is_none()
+        self.scopes.is_empty()
+            && self.roles.is_empty()
+            && self.claims.is_empty()
+            && self.policy.is_none()
+            && self.step_up.is_empty()
     }
 }
 
@@ -326,6 +334,20 @@ fn read_upstream_ref(
     upstreams?.get(&name).cloned()
 }
 
+/// Reads `require.acr`, `require.amr` and `require.max_age`.
+fn read_step_up(require: &MapReader) -> Option<crate::authz::step_up::StepUp> {
+    let acr = require.strings("acr");
+    let amr = require.strings("amr");
+    let max_age = require.duration("max_age", Duration::from_secs(1), Duration::from_secs(366 * 24 * 3600));
+    let failed = (acr.is_none() && require.get("acr").is_some())
+        || (amr.is_none() && require.get("amr").is_some())
+        || (max_age.is_none() && require.get("max_age").is_some());
+    if failed {
+        return None;
+    }
+    Some(crate::authz::step_up::StepUp { acr: acr.unwrap_or_default(), amr: amr.unwrap_or_default(), max_age })
+}
+
 /// Reads `require.policy`: a rule that must exist in the loaded bundle.
 /// `rego` is `None` when the `policies` section itself was invalid.
 fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> Option<Option<String>> {
@@ -399,6 +421,8 @@ fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> 
     }
     let policy = read_policy_rule(&require, rego);
     ok &= policy.is_some() || require.get("policy").is_none();
+    let step_up = read_step_up(&require);
+    ok &= step_up.is_some();
     require.finish();
     ok.then(|| Requirements {
         scopes: scopes.unwrap_or_default(),
@@ -407,5 +431,6 @@ fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> 
         roles_match,
         claims,
         policy: policy.flatten(),
+        step_up: step_up.unwrap_or_default(),
     })
 }
