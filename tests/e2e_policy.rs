@@ -116,3 +116,26 @@ async fn broken_policy_reload_keeps_last_good() {
     assert_eq!(gateway.get("/users/2").bearer(&token).send().await.status(), 200, "the last good bundle stopped serving");
     assert_eq!(gateway.get("/users/1").bearer(&token).send().await.status(), 403);
 }
+
+#[tokio::test]
+async fn decision_log_masks_input() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let config = policy_config(&upstream, &provider, dir.path())
+        + "  decision_log:\n    include_input: true\n    drop: [/input/headers, /input/token]\n    mask: [/input/subject]\n";
+    let gateway = Gateway::start(&config).await;
+    let token = provider.forge().subject("3").scope("read:users").sign();
+
+    assert_eq!(gateway.get("/users/3").bearer(&token).header("x-trace", "t-1").send().await.status(), 200);
+
+    let logs = gateway.logs();
+    let decision = logs.lines().find(|l| l.contains("policy decision")).expect("a decision record");
+    let record: serde_json::Value = serde_json::from_str(decision).expect("a JSON log line");
+    let logged: serde_json::Value = serde_json::from_str(record["fields"]["record"].as_str().expect("a record field")).expect("JSON record");
+    assert_eq!(logged["input"]["subject"], "****");
+    assert!(logged["input"].get("headers").is_none(), "{logged}");
+    assert!(logged["input"].get("token").is_none(), "{logged}");
+    assert_eq!(logged["input"]["route"]["params"]["id"], "3");
+    assert_eq!(logged["result"], true);
+}

@@ -19,6 +19,20 @@ pub struct PoliciesConfig {
     pub cache_ttl: Duration,
     /// Default 10 000 decisions.
     pub cache_max_entries: usize,
+    pub decision_log: DecisionLogConfig,
+}
+
+/// What a decision log record carries besides the decision itself.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionLogConfig {
+    /// Log the input document and the rule's result. Default false: the
+    /// input holds claims and headers, personal data in many deployments.
+    pub include_input: bool,
+    /// JSON pointers (`/input/headers`, `/result/obligations`) removed from
+    /// the logged input and result.
+    pub drop: Vec<String>,
+    /// JSON pointers whose values are replaced by `"****"`.
+    pub mask: Vec<String>,
 }
 
 impl std::fmt::Debug for PoliciesConfig {
@@ -41,6 +55,26 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
     let failed_budget = budget.is_none() && map.get("budget").is_some();
     let mut cache_ttl = Duration::from_secs(30);
     let mut cache_max_entries = 10_000;
+    let mut decision_log = DecisionLogConfig::default();
+    let mut bad_log = false;
+    if let Some(log) = map.map("decision_log") {
+        decision_log.include_input = log.bool("include_input").unwrap_or(false);
+        for (key, list) in [("drop", &mut decision_log.drop), ("mask", &mut decision_log.mask)] {
+            let Some(pointers) = log.strings(key) else {
+                bad_log |= log.get(key).is_some();
+                continue;
+            };
+            for pointer in pointers {
+                if !(pointer.starts_with("/input") || pointer.starts_with("/result")) {
+                    let message = format!("expected a JSON pointer under /input or /result such as /input/headers, found {pointer:?}");
+                    log.problems.at(log.get(key).unwrap(), &log.child_path(key), message);
+                    bad_log = true;
+                }
+                list.push(pointer);
+            }
+        }
+        log.finish();
+    }
     if let Some(cache) = map.map("cache") {
         cache_ttl = cache.duration("ttl", Duration::ZERO, Duration::from_secs(3600)).unwrap_or(cache_ttl);
         cache_max_entries = cache.integer("max_entries", 0, 10_000_000).map_or(cache_max_entries, |v| v as usize);
@@ -64,7 +98,7 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
             return None;
         }
     };
-    if failed_budget {
+    if failed_budget || bad_log {
         return None;
     }
     Some(Some(PoliciesConfig {
@@ -72,5 +106,58 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         budget: budget.unwrap_or(Duration::from_millis(10)),
         cache_ttl,
         cache_max_entries,
+        decision_log,
     }))
+}
+
+impl DecisionLogConfig {
+    /// Builds the logged `{input, result}` document with the configured
+    /// pointers dropped or masked.
+    pub fn record(&self, input: &serde_json::Value, result: Option<&serde_json::Value>) -> serde_json::Value {
+        let mut record = serde_json::json!({ "input": input, "result": result });
+        for pointer in &self.mask {
+            if let Some(value) = record.pointer_mut(pointer) {
+                *value = serde_json::Value::String("****".into());
+            }
+        }
+        for pointer in &self.drop {
+            remove_pointer(&mut record, pointer);
+        }
+        record
+    }
+}
+
+fn remove_pointer(document: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match document.pointer_mut(parent) {
+        Some(serde_json::Value::Object(map)) => {
+            map.remove(&key);
+        }
+        Some(serde_json::Value::Array(items)) => {
+            if let Ok(index) = key.parse::<usize>() {
+                if index < items.len() {
+                    items.remove(index);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_record_drops_and_masks() {
+        let config = DecisionLogConfig {
+            include_input: true,
+            drop: vec!["/input/headers".into(), "/input/token/email".into()],
+            mask: vec!["/input/subject".into(), "/input/missing".into()],
+        };
+        let input = serde_json::json!({ "subject": "alice", "headers": { "accept": "*/*" }, "token": { "email": "a@example.com", "sub": "alice" } });
+        let record = config.record(&input, Some(&serde_json::json!(true)));
+        assert_eq!(record, serde_json::json!({ "input": { "subject": "****", "token": { "sub": "alice" } }, "result": true }));
+    }
 }

@@ -331,9 +331,13 @@ impl Gateway {
             }
         };
 
+        let logged = policies.decision_log.include_input.then(|| {
+            policies.decision_log.record(&input, decision.result.as_ref()).to_string()
+        });
         tracing::info!(
             target: "decision_log",
             decision_id = %crate::run::random_id(),
+            record = logged.as_deref(),
             policy.rule = rule,
             policy.bundle = version,
             decision.allowed = decision.allowed,
