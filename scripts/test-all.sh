@@ -4,7 +4,7 @@
 # end-to-end tests, the Node fixture self-tests and the quickstart smoke
 # test. Exits non-zero on any failure.
 #
-# Needs: cargo, node (20 or later), npm, curl. Ports 3000, 8080 and 9090 on
+# Needs: cargo, node (20 or later), npm, curl, python3 with pip. Ports 3000, 8080 and 9090 on
 # 127.0.0.1 must be free for the quickstart smoke test; the other tests pick
 # free ports themselves.
 set -euo pipefail
@@ -19,6 +19,15 @@ done
 step "Installing Node packages (npm ci)"
 (cd examples/users-api && npm ci --silent --no-audit --no-fund)
 (cd tests/fixtures && npm ci --silent --no-audit --no-fund)
+
+step "Installing the OPA engine bindings (pip) for the external-OPA test"
+if [ ! -d target/opa-py/opa_bindings ]; then
+  # The wheel declares Python 3.14 but is a ctypes bridge that runs on 3.11.
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target target/opa-py --no-deps --only-binary=:all: --python-version 3.14 \
+    --ignore-requires-python opa-golib-python-bindings==0.4.4
+fi
+export PORTCULLIS_REQUIRE_OPA=1
 
 step "Node fixture self-tests"
 (cd examples/users-api && npm test --silent)

@@ -10,8 +10,13 @@ use crate::config::reader::MapReader;
 use crate::config::resolve_path;
 
 pub struct PoliciesConfig {
-    /// The loaded bundle.
-    pub set: Arc<PolicySet>,
+    /// The loaded bundle, when policies are evaluated in-process.
+    pub set: Option<Arc<PolicySet>>,
+    /// The external OPA server, when policies are evaluated there.
+    pub server: Option<Arc<crate::authz::opa_server::OpaServer>>,
+    /// Identifies the policies for the decision cache and the decision log:
+    /// the bundle's content hash, or `opa:<url>`.
+    pub version: String,
     /// An evaluation over this denies with `policy_error`. Default 10ms.
     pub budget: Duration,
     /// Decisions are reused this long for the same bundle, rule, tenant and
@@ -37,7 +42,7 @@ pub struct DecisionLogConfig {
 
 impl std::fmt::Debug for PoliciesConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoliciesConfig").field("version", &self.set.version()).field("budget", &self.budget).finish_non_exhaustive()
+        f.debug_struct("PoliciesConfig").field("version", &self.version).field("budget", &self.budget).finish_non_exhaustive()
     }
 }
 
@@ -48,8 +53,12 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         return top.get("policies").is_none().then_some(None);
     };
     let paths = map.strings("paths");
-    if map.get("paths").is_none() {
-        map.missing("paths", "a list of .rego files or directories, with their .json/.yaml data documents");
+    let server = read_server(&map);
+    let bad_server = server.is_none() && map.get("opa").is_some();
+    let sources = usize::from(map.get("paths").is_some()) + usize::from(map.get("opa").is_some());
+    if sources != 1 {
+        let message = "expected exactly one of paths (policies evaluated in-process) or opa (an external OPA server)";
+        map.problems.at(map.node, &map.path, message);
     }
     let budget = map.duration("budget", Duration::from_micros(100), Duration::from_secs(10));
     let failed_budget = budget.is_none() && map.get("budget").is_some();
@@ -82,6 +91,25 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
     }
     map.finish();
 
+    if sources != 1 || bad_server {
+        return None;
+    }
+    let budget = budget.unwrap_or(Duration::from_millis(10));
+    if let Some((url, timeout)) = server {
+        if failed_budget || bad_log {
+            return None;
+        }
+        let server = crate::authz::opa_server::OpaServer::new(&url, timeout);
+        return Some(Some(PoliciesConfig {
+            set: None,
+            server: Some(Arc::new(server)),
+            version: format!("opa:{url}"),
+            budget,
+            cache_ttl,
+            cache_max_entries,
+            decision_log,
+        }));
+    }
     let paths: Vec<_> = paths?.iter().map(|p| resolve_path(base_dir, p)).collect();
     let set = match PolicySet::load(&paths) {
         Ok(set) => set,
@@ -102,12 +130,35 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         return None;
     }
     Some(Some(PoliciesConfig {
-        set: Arc::new(set),
-        budget: budget.unwrap_or(Duration::from_millis(10)),
+        version: set.version().to_string(),
+        set: Some(Arc::new(set)),
+        server: None,
+        budget,
         cache_ttl,
         cache_max_entries,
         decision_log,
     }))
+}
+
+/// Reads `opa: { url, timeout }`. The timeout defaults to 100ms.
+fn read_server(map: &MapReader) -> Option<(http::Uri, Duration)> {
+    let opa = map.map("opa")?;
+    let url = opa.required_string("url", "the OPA server's URL, such as http://127.0.0.1:8181");
+    let timeout = opa.duration("timeout", Duration::from_millis(1), Duration::from_secs(30));
+    let bad_timeout = timeout.is_none() && opa.get("timeout").is_some();
+    let uri = url.and_then(|text| {
+        let parsed = text.parse::<http::Uri>().ok().filter(|u| u.scheme_str() == Some("http") && u.host().is_some());
+        if parsed.is_none() {
+            let message = "expected an http:// URL such as http://127.0.0.1:8181 (https is not supported yet)";
+            opa.problems.at(opa.get("url").unwrap(), &opa.child_path("url"), message);
+        }
+        parsed
+    });
+    opa.finish();
+    if bad_timeout {
+        return None;
+    }
+    Some((uri?, timeout.unwrap_or(Duration::from_millis(100))))
 }
 
 impl DecisionLogConfig {

@@ -133,6 +133,9 @@ pub enum PolicyFailure {
     BudgetExceeded,
     /// Every isolated evaluator is busy and the queue is full.
     Overloaded,
+    /// The external OPA server failed, timed out or answered with an
+    /// error status.
+    ServerUnavailable,
 }
 
 impl PolicyFailure {
@@ -144,6 +147,7 @@ impl PolicyFailure {
             PolicyFailure::Evaluation { .. } => "evaluation_failed",
             PolicyFailure::BudgetExceeded => "budget_exceeded",
             PolicyFailure::Overloaded => "evaluators_overloaded",
+            PolicyFailure::ServerUnavailable => "opa_server_unavailable",
         }
     }
 }
@@ -169,7 +173,7 @@ impl Decision {
     /// Reads a rule's value as a decision: `true`, or an object whose
     /// `allow` member is `true`, allows. `false`, undefined and an object
     /// without `"allow": true` deny. Any other value is a `policy_error`.
-    fn from_value(value: Option<Value>, duration: Duration) -> Decision {
+    pub fn from_value(value: Option<Value>, duration: Duration) -> Decision {
         let (allowed, obligations) = match &value {
             None | Some(Value::Bool(false)) => (false, None),
             Some(Value::Bool(true)) => (true, None),
@@ -193,7 +197,7 @@ impl Decision {
         }
     }
 
-    fn failed(failure: PolicyFailure, duration: Duration) -> Decision {
+    pub fn failed(failure: PolicyFailure, duration: Duration) -> Decision {
         Decision {
             allowed: false,
             reason: POLICY_ERROR,

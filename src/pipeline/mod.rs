@@ -257,7 +257,7 @@ impl Gateway {
             step_up.map_err(Rejection::StepUpRequired)?;
         }
         if let Some(rule) = &route.require.policy {
-            self.decide(context, &parts, &route, &params, rule)?;
+            self.decide(context, &parts, &route, &params, rule).await?;
         }
 
         self.forward(context, parts, body, &route, normalized, body_limit)
@@ -287,7 +287,7 @@ impl Gateway {
     /// Tier 2: evaluates the route's Rego rule (or reuses a cached decision
     /// for the same bundle, rule, tenant and input) and writes one
     /// decision log record.
-    fn decide(
+    async fn decide(
         &self,
         context: &Context,
         parts: &Parts,
@@ -319,13 +319,17 @@ impl Gateway {
         };
         let input = crate::authz::policy::build_input(&facts);
 
-        let version = policies.set.version();
+        let version = policies.version.as_str();
         let key = crate::authz::decision_cache::DecisionKey::new(version, rule, facts.tenant, &input, None);
         let now = Instant::now();
         let (decision, cached) = match self.decisions.get(&key, now) {
             Some(decision) => (decision, true),
             None => {
-                let decision = policies.set.evaluate(rule, &input, policies.budget);
+                let decision = match (&policies.set, &policies.server) {
+                    (Some(set), _) => set.evaluate(rule, &input, policies.budget),
+                    (None, Some(server)) => server.evaluate(rule, &input).await,
+                    (None, None) => crate::authz::policy::Decision::failed(crate::authz::policy::PolicyFailure::RuleNotFound, Default::default()),
+                };
                 self.decisions.insert(key, &decision, now);
                 (decision, false)
             }

@@ -362,8 +362,10 @@ fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) 
         return None;
     };
     let rule = if rule.starts_with("data.") { rule } else { format!("data.{rule}") };
-    if !rego.set.has_rule(&rule) {
-        let rules: Vec<String> = rego.set.rules().map(|r| r.to_string()).collect();
+    // Rules on an external OPA server cannot be listed; a missing one denies.
+    let Some(set) = &rego.set else { return Some(Some(rule)) };
+    if !set.has_rule(&rule) {
+        let rules: Vec<String> = set.rules().map(|r| r.to_string()).collect();
         let mut message = format!("no rule {rule:?} in the loaded policies");
         if let Some(s) = crate::config::reader::did_you_mean(&rule, rules.iter().map(String::as_str)) {
             message.push_str(&format!("; did you mean {s:?}?"));
