@@ -139,3 +139,33 @@ async fn decision_log_masks_input() {
     assert_eq!(logged["input"]["route"]["params"]["id"], "3");
     assert_eq!(logged["result"], true);
 }
+
+#[tokio::test]
+async fn policy_reads_request_body() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    std::fs::write(dir.path().join("create.rego"), "package create\n\nallow if startswith(input.body.name, \"A\")\n").expect("writing the policy");
+    let config = policy_config(&upstream, &provider, dir.path()).replacen(
+        "    match: { path: /users, methods: [POST] }\n    upstream: users\n    require: { scopes: [write:users] }",
+        "    match: { path: /users, methods: [POST] }\n    upstream: users\n    require: { scopes: [write:users], policy: data.create.allow, policy_body: true }",
+        1,
+    );
+    assert!(config.contains("policy_body: true"), "the route text changed");
+    let gateway = Gateway::start(&config).await;
+    let writer = provider.forge().subject("writer").scope("write:users").sign();
+
+    let allowed = serde_json::json!({ "name": "Ada Reed", "email": "ada.reed@example.com" });
+    let response = gateway.request(http::Method::POST, "/users").bearer(&writer).json(&allowed).send().await;
+    assert_eq!(response.status(), 201, "{}", response.text());
+    assert_eq!(response.json()["name"], "Ada Reed", "the buffered body did not reach the upstream intact");
+
+    let denied = serde_json::json!({ "name": "Bob Reed", "email": "bob.reed@example.com" });
+    let response = gateway.request(http::Method::POST, "/users").bearer(&writer).json(&denied).send().await;
+    assert_eq!(response.status(), 403, "{}", response.text());
+    assert_eq!(response.json()["reason"], "policy_denied");
+
+    let response = gateway.request(http::Method::POST, "/users").bearer(&writer).body("not json").send().await;
+    assert_eq!(response.status(), 403, "a body that is not JSON leaves input.body undefined: {}", response.text());
+    assert_eq!(upstream.count().await, 1);
+}

@@ -256,8 +256,17 @@ impl Gateway {
             let step_up = route.require.step_up.check(identity, crate::authn::unix_now(), skew);
             step_up.map_err(Rejection::StepUpRequired)?;
         }
+        let mut body = RequestBody::Streaming(body);
         if let Some(rule) = &route.require.policy {
-            self.decide(context, &parts, &route, &params, rule).await?;
+            let json = if route.require.policy_body {
+                let bytes = buffer_body(body, body_limit).await?;
+                let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+                body = RequestBody::Buffered(bytes);
+                json
+            } else {
+                None
+            };
+            self.decide(context, &parts, &route, &params, rule, json.as_ref()).await?;
         }
 
         self.forward(context, parts, body, &route, normalized, body_limit)
@@ -294,6 +303,7 @@ impl Gateway {
         route: &RouteConfig,
         params: &[(String, String)],
         rule: &str,
+        body: Option<&serde_json::Value>,
     ) -> Result<(), Rejection> {
         let Some(policies) = &self.config.policies else {
             // Validation rejects a policy rule without a policies section.
@@ -315,7 +325,7 @@ impl Gateway {
             scopes: identity.map_or(no_list, |i| i.scopes.as_slice()),
             roles: identity.map_or(no_list, |i| i.roles.as_slice()),
             tenant: context.tenant.as_ref().map(|t| t.id.as_str()),
-            body: None,
+            body,
         };
         let input = crate::authz::policy::build_input(&facts);
 
@@ -440,7 +450,7 @@ impl Gateway {
         &self,
         context: &Context,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         route: &RouteConfig,
         normalized: Normalized,
         body_limit: u64,
@@ -470,8 +480,13 @@ impl Gateway {
 
         let exceeded = Arc::new(AtomicBool::new(false));
         let read_failed = Arc::new(AtomicBool::new(false));
-        let limited = LimitedBody::new(body, body_limit, exceeded.clone(), read_failed.clone());
-        let body = http_body_util::BodyExt::boxed(limited);
+        let body = match body {
+            RequestBody::Streaming(body) => {
+                let limited = LimitedBody::new(body, body_limit, exceeded.clone(), read_failed.clone());
+                http_body_util::BodyExt::boxed(limited)
+            }
+            RequestBody::Buffered(bytes) => crate::pipeline::body::full(bytes),
+        };
         let result = self
             .upstreams
             .send(&route.upstream, parts, &normalized.path, body)
@@ -564,6 +579,28 @@ impl Gateway {
         } else {
             tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, "request served");
         }
+    }
+}
+
+/// A request body as it goes upstream: streamed, or already read because
+/// a policy needed it.
+enum RequestBody {
+    Streaming(Incoming),
+    Buffered(bytes::Bytes),
+}
+
+/// Reads a whole request body for a policy that reads it, within the
+/// route's limit (413 over it, 400 when the client's body breaks off).
+async fn buffer_body(body: RequestBody, limit: u64) -> Result<bytes::Bytes, Rejection> {
+    let body = match body {
+        RequestBody::Streaming(body) => body,
+        RequestBody::Buffered(bytes) => return Ok(bytes),
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Rejection::PayloadTooLarge),
+        Err(_) => Err(Rejection::BadRequest { reason: "request_invalid_body" }),
     }
 }
 

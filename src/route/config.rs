@@ -66,6 +66,9 @@ pub struct Requirements {
     /// Step-up authentication: `acr`, `amr` and maximum age of the
     /// authentication behind the token (RFC 9470).
     pub step_up: crate::authz::step_up::StepUp,
+    /// Give the policy the request body parsed as JSON (`input.body`),
+    /// read whole within the route's body limit.
+    pub policy_body: bool,
     /// Tier 2: the Rego rule that decides, such as
     /// `data.users.allow_delete`, evaluated after the checks above.
     pub policy: Option<String>,
@@ -425,6 +428,11 @@ fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> 
     ok &= policy.is_some() || require.get("policy").is_none();
     let step_up = read_step_up(&require);
     ok &= step_up.is_some();
+    let policy_body = require.bool("policy_body").unwrap_or(false);
+    if policy_body && require.get("policy").is_none() {
+        require.problems.at(require.get("policy_body").unwrap(), &require.child_path("policy_body"), "policy_body needs a policy rule to read the body");
+        ok = false;
+    }
     require.finish();
     ok.then(|| Requirements {
         scopes: scopes.unwrap_or_default(),
@@ -434,5 +442,6 @@ fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> 
         claims,
         policy: policy.flatten(),
         step_up: step_up.unwrap_or_default(),
+        policy_body,
     })
 }
