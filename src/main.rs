@@ -107,7 +107,9 @@ fn main() -> ExitCode {
             log,
         } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
-        Command::Policy(PolicyCommand::Test { dir, verbose }) => portcullis::run::policy_test(&dir, verbose),
+        Command::Policy(PolicyCommand::Test { dir, verbose }) => {
+            portcullis::run::policy_test(&dir, verbose)
+        }
         Command::Token(TokenCommand::Mint {
             key,
             kid,

@@ -127,7 +127,9 @@ impl Reloader {
 /// configuration, which has no file to reload.
 pub async fn ignore_sighup() {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
     while hangup.recv().await.is_some() {
         tracing::warn!("SIGHUP ignored: the embedded default configuration has no file to reload");
     }

@@ -209,7 +209,11 @@ pub fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
             for problem in &problems {
                 eprintln!("{problem}");
             }
-            eprintln!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{} problem{} found",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
             ExitCode::FAILURE
         }
     }

@@ -410,7 +410,11 @@ fn read_inline_jwks(map: &MapReader) -> Option<KeySource> {
     let node = map.get("jwks").unwrap();
     let json = yaml_to_json(node);
     let private = json["keys"].as_array().is_some_and(|keys| {
-        keys.iter().any(|key| PRIVATE_JWK_MEMBERS.iter().any(|member| key.get(member).is_some()))
+        keys.iter().any(|key| {
+            PRIVATE_JWK_MEMBERS
+                .iter()
+                .any(|member| key.get(member).is_some())
+        })
     });
     if private {
         let message = "the JWKS contains private or symmetric key material (d, p, q, k, ...); publish only public keys here";

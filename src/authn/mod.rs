@@ -140,7 +140,10 @@ impl Authenticator {
 
     /// Returns the clock skew configured for an issuer (zero if unknown).
     pub fn clock_skew(&self, issuer: &str) -> std::time::Duration {
-        self.rules.get(issuer).map(|rules| rules.leeway).unwrap_or_default()
+        self.rules
+            .get(issuer)
+            .map(|rules| rules.leeway)
+            .unwrap_or_default()
     }
 
     /// The issuers whose keys must be fetched over the network.

@@ -42,7 +42,10 @@ pub struct DecisionLogConfig {
 
 impl std::fmt::Debug for PoliciesConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoliciesConfig").field("version", &self.version).field("budget", &self.budget).finish_non_exhaustive()
+        f.debug_struct("PoliciesConfig")
+            .field("version", &self.version)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +63,11 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         let message = "expected exactly one of paths (policies evaluated in-process) or opa (an external OPA server)";
         map.problems.at(map.node, &map.path, message);
     }
-    let budget = map.duration("budget", Duration::from_micros(100), Duration::from_secs(10));
+    let budget = map.duration(
+        "budget",
+        Duration::from_micros(100),
+        Duration::from_secs(10),
+    );
     let failed_budget = budget.is_none() && map.get("budget").is_some();
     let mut cache_ttl = Duration::from_secs(30);
     let mut cache_max_entries = 10_000;
@@ -68,7 +75,10 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
     let mut bad_log = false;
     if let Some(log) = map.map("decision_log") {
         decision_log.include_input = log.bool("include_input").unwrap_or(false);
-        for (key, list) in [("drop", &mut decision_log.drop), ("mask", &mut decision_log.mask)] {
+        for (key, list) in [
+            ("drop", &mut decision_log.drop),
+            ("mask", &mut decision_log.mask),
+        ] {
             let Some(pointers) = log.strings(key) else {
                 bad_log |= log.get(key).is_some();
                 continue;
@@ -76,7 +86,8 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
             for pointer in pointers {
                 if !(pointer.starts_with("/input") || pointer.starts_with("/result")) {
                     let message = format!("expected a JSON pointer under /input or /result such as /input/headers, found {pointer:?}");
-                    log.problems.at(log.get(key).unwrap(), &log.child_path(key), message);
+                    log.problems
+                        .at(log.get(key).unwrap(), &log.child_path(key), message);
                     bad_log = true;
                 }
                 list.push(pointer);
@@ -85,8 +96,12 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         log.finish();
     }
     if let Some(cache) = map.map("cache") {
-        cache_ttl = cache.duration("ttl", Duration::ZERO, Duration::from_secs(3600)).unwrap_or(cache_ttl);
-        cache_max_entries = cache.integer("max_entries", 0, 10_000_000).map_or(cache_max_entries, |v| v as usize);
+        cache_ttl = cache
+            .duration("ttl", Duration::ZERO, Duration::from_secs(3600))
+            .unwrap_or(cache_ttl);
+        cache_max_entries = cache
+            .integer("max_entries", 0, 10_000_000)
+            .map_or(cache_max_entries, |v| v as usize);
         cache.finish();
     }
     map.finish();
@@ -121,7 +136,8 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
                     (Some(line), None) => format!("{}:{line}", problem.file),
                     _ => problem.file.clone(),
                 };
-                top.problems.elsewhere(location, "policies", problem.message);
+                top.problems
+                    .elsewhere(location, "policies", problem.message);
             }
             return None;
         }
@@ -164,7 +180,11 @@ fn read_server(map: &MapReader) -> Option<(http::Uri, Duration)> {
 impl DecisionLogConfig {
     /// Builds the logged `{input, result}` document with the configured
     /// pointers dropped or masked.
-    pub fn record(&self, input: &serde_json::Value, result: Option<&serde_json::Value>) -> serde_json::Value {
+    pub fn record(
+        &self,
+        input: &serde_json::Value,
+        result: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
         let mut record = serde_json::json!({ "input": input, "result": result });
         for pointer in &self.mask {
             if let Some(value) = record.pointer_mut(pointer) {
@@ -179,7 +199,9 @@ impl DecisionLogConfig {
 }
 
 fn remove_pointer(document: &mut serde_json::Value, pointer: &str) {
-    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
     let key = last.replace("~1", "/").replace("~0", "~");
     match document.pointer_mut(parent) {
         Some(serde_json::Value::Object(map)) => {
@@ -209,6 +231,9 @@ mod tests {
         };
         let input = serde_json::json!({ "subject": "alice", "headers": { "accept": "*/*" }, "token": { "email": "a@example.com", "sub": "alice" } });
         let record = config.record(&input, Some(&serde_json::json!(true)));
-        assert_eq!(record, serde_json::json!({ "input": { "subject": "****", "token": { "sub": "alice" } }, "result": true }));
+        assert_eq!(
+            record,
+            serde_json::json!({ "input": { "subject": "****", "token": { "sub": "alice" } }, "result": true })
+        );
     }
 }

@@ -23,7 +23,9 @@ pub enum Denial {
     ClaimMismatch,
     /// The route's Rego rule did not allow the request:
     /// `policy_denied`, or `policy_error` when it failed to evaluate.
-    Policy { reason: &'static str },
+    Policy {
+        reason: &'static str,
+    },
 }
 
 impl Denial {

@@ -57,7 +57,11 @@ impl OpaServer {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| PolicyFailure::ServerUnavailable)?;
-        let response = self.client.request(request).await.map_err(|_| PolicyFailure::ServerUnavailable)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|_| PolicyFailure::ServerUnavailable)?;
         if response.status() != StatusCode::OK {
             return Err(PolicyFailure::ServerUnavailable);
         }
@@ -66,7 +70,8 @@ impl OpaServer {
             .await
             .map_err(|_| PolicyFailure::ServerUnavailable)?
             .to_bytes();
-        let document: Value = serde_json::from_slice(&bytes).map_err(|_| PolicyFailure::ServerUnavailable)?;
+        let document: Value =
+            serde_json::from_slice(&bytes).map_err(|_| PolicyFailure::ServerUnavailable)?;
         // OPA leaves `result` out when the rule is undefined.
         Ok(document.get("result").cloned())
     }

@@ -42,9 +42,14 @@ impl StepUp {
         }
         let claims = &identity.claims;
         let acr_ok = self.acr.is_empty()
-            || claims.get("acr").and_then(|v| v.as_str()).is_some_and(|acr| self.acr.iter().any(|a| a == acr));
+            || claims
+                .get("acr")
+                .and_then(|v| v.as_str())
+                .is_some_and(|acr| self.acr.iter().any(|a| a == acr));
         let amr: Vec<&str> = match claims.get("amr") {
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str()).collect()
+            }
             _ => Vec::new(),
         };
         let amr_ok = self.amr.iter().all(|method| amr.contains(&method.as_str()));
@@ -74,37 +79,110 @@ mod tests {
     use crate::authn::jwt::Claims;
 
     fn identity(claims: serde_json::Value) -> Identity {
-        let serde_json::Value::Object(map) = claims else { panic!("claims must be an object") };
-        Identity { claims: Claims::from_map(map), ..Identity::for_tests("https://issuer.test") }
+        let serde_json::Value::Object(map) = claims else {
+            panic!("claims must be an object")
+        };
+        Identity {
+            claims: Claims::from_map(map),
+            ..Identity::for_tests("https://issuer.test")
+        }
     }
 
     #[test]
     fn step_up_cases() {
         let now = 1_000_000.0;
         let skew = Duration::from_secs(30);
-        let mfa_recent = StepUp { amr: vec!["mfa".into()], max_age: Some(Duration::from_secs(600)), ..Default::default() };
-        let gold = StepUp { acr: vec!["gold".into(), "platinum".into()], ..Default::default() };
+        let mfa_recent = StepUp {
+            amr: vec!["mfa".into()],
+            max_age: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
+        let gold = StepUp {
+            acr: vec!["gold".into(), "platinum".into()],
+            ..Default::default()
+        };
         let cases = [
-            ("mfa 2 minutes ago", &mfa_recent, serde_json::json!({"amr": ["pwd", "mfa"], "auth_time": now - 120.0}), true),
-            ("mfa exactly at max age", &mfa_recent, serde_json::json!({"amr": ["mfa"], "auth_time": now - 600.0}), true),
-            ("mfa 11 minutes ago", &mfa_recent, serde_json::json!({"amr": ["mfa"], "auth_time": now - 660.0}), false),
-            ("no mfa", &mfa_recent, serde_json::json!({"amr": ["pwd"], "auth_time": now - 10.0}), false),
-            ("amr as a string", &mfa_recent, serde_json::json!({"amr": "mfa", "auth_time": now - 10.0}), false),
-            ("no auth_time", &mfa_recent, serde_json::json!({"amr": ["mfa"]}), false),
-            ("auth_time in the future beyond skew", &mfa_recent, serde_json::json!({"amr": ["mfa"], "auth_time": now + 60.0}), false),
-            ("acr listed", &gold, serde_json::json!({"acr": "platinum"}), true),
-            ("acr not listed", &gold, serde_json::json!({"acr": "silver"}), false),
+            (
+                "mfa 2 minutes ago",
+                &mfa_recent,
+                serde_json::json!({"amr": ["pwd", "mfa"], "auth_time": now - 120.0}),
+                true,
+            ),
+            (
+                "mfa exactly at max age",
+                &mfa_recent,
+                serde_json::json!({"amr": ["mfa"], "auth_time": now - 600.0}),
+                true,
+            ),
+            (
+                "mfa 11 minutes ago",
+                &mfa_recent,
+                serde_json::json!({"amr": ["mfa"], "auth_time": now - 660.0}),
+                false,
+            ),
+            (
+                "no mfa",
+                &mfa_recent,
+                serde_json::json!({"amr": ["pwd"], "auth_time": now - 10.0}),
+                false,
+            ),
+            (
+                "amr as a string",
+                &mfa_recent,
+                serde_json::json!({"amr": "mfa", "auth_time": now - 10.0}),
+                false,
+            ),
+            (
+                "no auth_time",
+                &mfa_recent,
+                serde_json::json!({"amr": ["mfa"]}),
+                false,
+            ),
+            (
+                "auth_time in the future beyond skew",
+                &mfa_recent,
+                serde_json::json!({"amr": ["mfa"], "auth_time": now + 60.0}),
+                false,
+            ),
+            (
+                "acr listed",
+                &gold,
+                serde_json::json!({"acr": "platinum"}),
+                true,
+            ),
+            (
+                "acr not listed",
+                &gold,
+                serde_json::json!({"acr": "silver"}),
+                false,
+            ),
             ("acr missing", &gold, serde_json::json!({}), false),
         ];
         for (description, step_up, claims, allowed) in cases {
-            assert_eq!(step_up.check(&identity(claims), now, skew).is_ok(), allowed, "{description}");
+            assert_eq!(
+                step_up.check(&identity(claims), now, skew).is_ok(),
+                allowed,
+                "{description}"
+            );
         }
     }
 
     #[test]
     fn challenge_names_requirements() {
-        let step_up = StepUp { acr: vec!["gold".into()], max_age: Some(Duration::from_secs(300)), ..Default::default() };
-        let error = step_up.check(&identity(serde_json::json!({})), 0.0, Duration::ZERO).unwrap_err();
-        assert_eq!(error, Insufficient { acr_values: Some("gold".into()), max_age: Some(300) });
+        let step_up = StepUp {
+            acr: vec!["gold".into()],
+            max_age: Some(Duration::from_secs(300)),
+            ..Default::default()
+        };
+        let error = step_up
+            .check(&identity(serde_json::json!({})), 0.0, Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            Insufficient {
+                acr_values: Some("gold".into()),
+                max_age: Some(300)
+            }
+        );
     }
 }

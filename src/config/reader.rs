@@ -61,7 +61,11 @@ impl Problems {
     /// Records a problem found in another file (a policy), at that file's
     /// own location.
     pub fn elsewhere(&self, location: String, path: &str, message: impl Into<String>) {
-        let problem = Problem { location, path: path.to_string(), message: message.into() };
+        let problem = Problem {
+            location,
+            path: path.to_string(),
+            message: message.into(),
+        };
         self.list.borrow_mut().push(problem);
     }
 

@@ -113,6 +113,8 @@ fn check_host(parts: &Parts) -> Result<(), Rejection> {
     if valid {
         Ok(())
     } else {
-        Err(Rejection::BadRequest { reason: "request_invalid_host" })
+        Err(Rejection::BadRequest {
+            reason: "request_invalid_host",
+        })
     }
 }

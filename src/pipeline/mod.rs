@@ -158,8 +158,13 @@ impl Gateway {
             )?,
             limiter: durable.limiter.clone(),
             decisions: match &config.policies {
-                Some(p) => crate::authz::decision_cache::DecisionCache::new(p.cache_ttl, p.cache_max_entries),
-                None => crate::authz::decision_cache::DecisionCache::new(std::time::Duration::ZERO, 0),
+                Some(p) => crate::authz::decision_cache::DecisionCache::new(
+                    p.cache_ttl,
+                    p.cache_max_entries,
+                ),
+                None => {
+                    crate::authz::decision_cache::DecisionCache::new(std::time::Duration::ZERO, 0)
+                }
             },
             upstreams: Upstreams::new(&config.upstreams),
             normalizer: normalize::Normalizer::new(&config)?,
@@ -253,7 +258,10 @@ impl Gateway {
         if let Some(identity) = &context.identity {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
             let skew = self.authenticator.clock_skew(&identity.issuer);
-            let step_up = route.require.step_up.check(identity, crate::authn::unix_now(), skew);
+            let step_up = route
+                .require
+                .step_up
+                .check(identity, crate::authn::unix_now(), skew);
             step_up.map_err(Rejection::StepUpRequired)?;
         }
         let mut body = RequestBody::Streaming(body);
@@ -266,7 +274,8 @@ impl Gateway {
             } else {
                 None
             };
-            self.decide(context, &parts, &route, &params, rule, json.as_ref()).await?;
+            self.decide(context, &parts, &route, &params, rule, json.as_ref())
+                .await?;
         }
 
         self.forward(context, parts, body, &route, normalized, body_limit)
@@ -307,7 +316,11 @@ impl Gateway {
     ) -> Result<(), Rejection> {
         let Some(policies) = &self.config.policies else {
             // Validation rejects a policy rule without a policies section.
-            tracing::error!(route.id = route.id.as_str(), policy.rule = rule, "route names a policy but none are loaded");
+            tracing::error!(
+                route.id = route.id.as_str(),
+                policy.rule = rule,
+                "route names a policy but none are loaded"
+            );
             return Err(Rejection::Internal);
         };
         let identity = context.identity.as_deref();
@@ -330,7 +343,13 @@ impl Gateway {
         let input = crate::authz::policy::build_input(&facts);
 
         let version = policies.version.as_str();
-        let key = crate::authz::decision_cache::DecisionKey::new(version, rule, facts.tenant, &input, None);
+        let key = crate::authz::decision_cache::DecisionKey::new(
+            version,
+            rule,
+            facts.tenant,
+            &input,
+            None,
+        );
         let now = Instant::now();
         let (decision, cached) = match self.decisions.get(&key, now) {
             Some(decision) => (decision, true),
@@ -338,7 +357,10 @@ impl Gateway {
                 let decision = match (&policies.set, &policies.server) {
                     (Some(set), _) => set.evaluate(rule, &input, policies.budget),
                     (None, Some(server)) => server.evaluate(rule, &input).await,
-                    (None, None) => crate::authz::policy::Decision::failed(crate::authz::policy::PolicyFailure::RuleNotFound, Default::default()),
+                    (None, None) => crate::authz::policy::Decision::failed(
+                        crate::authz::policy::PolicyFailure::RuleNotFound,
+                        Default::default(),
+                    ),
                 };
                 self.decisions.insert(key, &decision, now);
                 (decision, false)
@@ -346,7 +368,10 @@ impl Gateway {
         };
 
         let logged = policies.decision_log.include_input.then(|| {
-            policies.decision_log.record(&input, decision.result.as_ref()).to_string()
+            policies
+                .decision_log
+                .record(&input, decision.result.as_ref())
+                .to_string()
         });
         tracing::info!(
             target: "decision_log",
@@ -368,7 +393,9 @@ impl Gateway {
             return Ok(());
         }
         let reason = decision.reason;
-        Err(Rejection::Forbidden(crate::authz::Denial::Policy { reason }))
+        Err(Rejection::Forbidden(crate::authz::Denial::Policy {
+            reason,
+        }))
     }
 
     /// Returns how a route's requests name their tenant: the route's own
@@ -482,7 +509,8 @@ impl Gateway {
         let read_failed = Arc::new(AtomicBool::new(false));
         let body = match body {
             RequestBody::Streaming(body) => {
-                let limited = LimitedBody::new(body, body_limit, exceeded.clone(), read_failed.clone());
+                let limited =
+                    LimitedBody::new(body, body_limit, exceeded.clone(), read_failed.clone());
                 http_body_util::BodyExt::boxed(limited)
             }
             RequestBody::Buffered(bytes) => crate::pipeline::body::full(bytes),
@@ -599,8 +627,12 @@ async fn buffer_body(body: RequestBody, limit: u64) -> Result<bytes::Bytes, Reje
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Rejection::PayloadTooLarge),
-        Err(_) => Err(Rejection::BadRequest { reason: "request_invalid_body" }),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(Rejection::PayloadTooLarge)
+        }
+        Err(_) => Err(Rejection::BadRequest {
+            reason: "request_invalid_body",
+        }),
     }
 }
 

@@ -69,7 +69,9 @@ impl Rejection {
             Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Rejection::Unauthenticated(_) | Rejection::StepUpRequired(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Unauthenticated(_) | Rejection::StepUpRequired(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -97,7 +99,9 @@ impl Rejection {
             Rejection::Forbidden(Denial::InsufficientScope { .. }) => {
                 "the access token lacks a required scope"
             }
-            Rejection::Forbidden(Denial::Policy { .. }) => "the route's policy does not allow this request",
+            Rejection::Forbidden(Denial::Policy { .. }) => {
+                "the route's policy does not allow this request"
+            }
             Rejection::Forbidden(_) => "the caller may not use this route",
             Rejection::TenantMismatch => "the credential belongs to another tenant",
             Rejection::StepUpRequired(_) => "a stronger or more recent authentication is required",
@@ -247,7 +251,10 @@ mod tests {
 
     #[tokio::test]
     async fn step_up_challenge_names_requirements() {
-        let insufficient = crate::authz::step_up::Insufficient { acr_values: Some("gold platinum".into()), max_age: Some(600) };
+        let insufficient = crate::authz::step_up::Insufficient {
+            acr_values: Some("gold platinum".into()),
+            max_age: Some(600),
+        };
         let response = Rejection::StepUpRequired(insufficient).into_response();
         assert_eq!(response.status(), 401);
         assert_eq!(

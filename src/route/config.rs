@@ -341,19 +341,30 @@ fn read_upstream_ref(
 fn read_step_up(require: &MapReader) -> Option<crate::authz::step_up::StepUp> {
     let acr = require.strings("acr");
     let amr = require.strings("amr");
-    let max_age = require.duration("max_age", Duration::from_secs(1), Duration::from_secs(366 * 24 * 3600));
+    let max_age = require.duration(
+        "max_age",
+        Duration::from_secs(1),
+        Duration::from_secs(366 * 24 * 3600),
+    );
     let failed = (acr.is_none() && require.get("acr").is_some())
         || (amr.is_none() && require.get("amr").is_some())
         || (max_age.is_none() && require.get("max_age").is_some());
     if failed {
         return None;
     }
-    Some(crate::authz::step_up::StepUp { acr: acr.unwrap_or_default(), amr: amr.unwrap_or_default(), max_age })
+    Some(crate::authz::step_up::StepUp {
+        acr: acr.unwrap_or_default(),
+        amr: amr.unwrap_or_default(),
+        max_age,
+    })
 }
 
 /// Reads `require.policy`: a rule that must exist in the loaded bundle.
 /// `rego` is `None` when the `policies` section itself was invalid.
-fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> Option<Option<String>> {
+fn read_policy_rule(
+    require: &MapReader,
+    rego: Option<Option<&PoliciesConfig>>,
+) -> Option<Option<String>> {
     let Some(rule) = require.string("policy") else {
         return require.get("policy").is_none().then_some(None);
     };
@@ -361,16 +372,28 @@ fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) 
     let path = require.child_path("policy");
     let rego = rego?;
     let Some(rego) = rego else {
-        require.problems.at(node, &path, "a route names a policy rule but no policies are configured; add a policies section");
+        require.problems.at(
+            node,
+            &path,
+            "a route names a policy rule but no policies are configured; add a policies section",
+        );
         return None;
     };
-    let rule = if rule.starts_with("data.") { rule } else { format!("data.{rule}") };
+    let rule = if rule.starts_with("data.") {
+        rule
+    } else {
+        format!("data.{rule}")
+    };
     // Rules on an external OPA server cannot be listed; a missing one denies.
-    let Some(set) = &rego.set else { return Some(Some(rule)) };
+    let Some(set) = &rego.set else {
+        return Some(Some(rule));
+    };
     if !set.has_rule(&rule) {
         let rules: Vec<String> = set.rules().map(|r| r.to_string()).collect();
         let mut message = format!("no rule {rule:?} in the loaded policies");
-        if let Some(s) = crate::config::reader::did_you_mean(&rule, rules.iter().map(String::as_str)) {
+        if let Some(s) =
+            crate::config::reader::did_you_mean(&rule, rules.iter().map(String::as_str))
+        {
             message.push_str(&format!("; did you mean {s:?}?"));
         }
         require.problems.at(node, &path, message);
@@ -379,7 +402,10 @@ fn read_policy_rule(require: &MapReader, rego: Option<Option<&PoliciesConfig>>) 
     Some(Some(rule))
 }
 
-fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> Option<Requirements> {
+fn read_requirements(
+    map: &MapReader,
+    rego: Option<Option<&PoliciesConfig>>,
+) -> Option<Requirements> {
     let Some(require) = map.map("require") else {
         return map.get("require").is_none().then(Requirements::default);
     };
@@ -430,7 +456,11 @@ fn read_requirements(map: &MapReader, rego: Option<Option<&PoliciesConfig>>) -> 
     ok &= step_up.is_some();
     let policy_body = require.bool("policy_body").unwrap_or(false);
     if policy_body && require.get("policy").is_none() {
-        require.problems.at(require.get("policy_body").unwrap(), &require.child_path("policy_body"), "policy_body needs a policy rule to read the body");
+        require.problems.at(
+            require.get("policy_body").unwrap(),
+            &require.child_path("policy_body"),
+            "policy_body needs a policy rule to read the body",
+        );
         ok = false;
     }
     require.finish();
