@@ -27,7 +27,7 @@ pub struct PoliciesConfig {
     pub decision_log: DecisionLogConfig,
 }
 
-/// What a decision log record carries besides the decision itself.
+/// The parts of a decision log record beyond the decision itself.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionLogConfig {
     /// Log the input document and the rule's result. Default false: the
@@ -130,7 +130,7 @@ pub fn read(top: &MapReader, base_dir: &Path) -> Option<Option<PoliciesConfig>> 
         Ok(set) => set,
         Err(problems) => {
             for problem in problems {
-                // The policy file's own location says where to look.
+                // The problem is reported at the policy file's own location.
                 let location = match (problem.line, problem.column) {
                     (Some(line), Some(column)) => format!("{}:{line}:{column}", problem.file),
                     (Some(line), None) => format!("{}:{line}", problem.file),

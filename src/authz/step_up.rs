@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::authn::Identity;
 
-/// What a route requires of the authentication event behind a token.
+/// The strength and age a route requires of the authentication behind a
+/// token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepUp {
     /// Accepted `acr` values; the token's `acr` must be one of them.
