@@ -184,10 +184,16 @@ fn request_headers() -> HeaderMap {
         ("accept-encoding", "gzip, br"),
         ("authorization", "Bearer not-a-real-token"),
         ("x-request-id", "01HZX3J9Q6T7V8W9X0Y1Z2A3B4"),
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
     ];
     for (name, value) in pairs {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     headers
 }
@@ -206,7 +212,10 @@ fn policies_dir() -> PathBuf {
 fn load() -> PolicySet {
     PolicySet::load(&[policies_dir()]).unwrap_or_else(|problems| {
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        panic!("the example policies failed to load:\n{}", problems.join("\n"))
+        panic!(
+            "the example policies failed to load:\n{}",
+            problems.join("\n")
+        )
     })
 }
 
@@ -214,8 +223,16 @@ fn load() -> PolicySet {
 /// never measures an error path.
 fn assert_decides(set: &PolicySet, scenario: &Scenario, input: &Value) {
     let decision = set.evaluate(scenario.rule, input, BUDGET);
-    assert_ne!(decision.reason, POLICY_ERROR, "{}: {:?}", scenario.rule, decision.failure);
-    assert_eq!(decision.allowed, scenario.expect_allowed, "{}: {:?}", scenario.rule, decision.result);
+    assert_ne!(
+        decision.reason, POLICY_ERROR,
+        "{}: {:?}",
+        scenario.rule, decision.failure
+    );
+    assert_eq!(
+        decision.allowed, scenario.expect_allowed,
+        "{}: {:?}",
+        scenario.rule, decision.result
+    );
 }
 
 fn cold_evaluation(c: &mut Criterion) {
@@ -228,7 +245,11 @@ fn cold_evaluation(c: &mut Criterion) {
         let input = scenario.input();
         assert_decides(&load(), scenario, &input);
         group.bench_function(scenario.short_name(), |b| {
-            b.iter_batched_ref(load, |set| set.evaluate(scenario.rule, black_box(&input), BUDGET), BatchSize::PerIteration)
+            b.iter_batched_ref(
+                load,
+                |set| set.evaluate(scenario.rule, black_box(&input), BUDGET),
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();
@@ -253,7 +274,9 @@ fn input_and_cache(c: &mut Criterion) {
     let input = scenario.input();
 
     let request = Request::new(scenario);
-    c.bench_function("input/build_input", |b| b.iter(|| black_box(&request).input()));
+    c.bench_function("input/build_input", |b| {
+        b.iter(|| black_box(&request).input())
+    });
 
     let cache = DecisionCache::new(Duration::from_secs(3600), 10_000);
     let decision = set.evaluate(scenario.rule, &input, BUDGET);
@@ -261,7 +284,13 @@ fn input_and_cache(c: &mut Criterion) {
     cache.insert(key, &decision, Instant::now());
     c.bench_function("decision_cache/hit", |b| {
         b.iter(|| {
-            let key = DecisionKey::new(set.version(), scenario.rule, Some(TENANT), black_box(&input), None);
+            let key = DecisionKey::new(
+                set.version(),
+                scenario.rule,
+                Some(TENANT),
+                black_box(&input),
+                None,
+            );
             let cached = cache.get(&key, Instant::now());
             assert!(cached.is_some(), "the decision is no longer cached");
             cached

@@ -7,9 +7,7 @@ mod attacks;
 
 use std::collections::HashSet;
 
-use attacks::{
-    attack_catalogue, control_token, expected_rules, ForgeContext, MAX_TOKEN_BYTES,
-};
+use attacks::{attack_catalogue, control_token, expected_rules, ForgeContext, MAX_TOKEN_BYTES};
 use portcullis::authn::{
     jwk::{Algorithm, KeySet},
     jwt::{self, TokenError},

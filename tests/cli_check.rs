@@ -17,7 +17,11 @@ fn write_config(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn check(path: &PathBuf) -> Output {
-    portcullis().args(["check", "-c"]).arg(path).output().expect("running portcullis check")
+    portcullis()
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .expect("running portcullis check")
 }
 
 fn stderr_lines(output: &Output, dir: &tempfile::TempDir) -> Vec<String> {
@@ -66,15 +70,28 @@ fn check_reports_every_problem_with_location() {
         "8 problems found",
     ];
     for line in expected {
-        assert!(lines.iter().any(|l| l == line), "missing line:\n{line}\nin:\n{}", lines.join("\n"));
+        assert!(
+            lines.iter().any(|l| l == line),
+            "missing line:\n{line}\nin:\n{}",
+            lines.join("\n")
+        );
     }
-    assert_eq!(lines.len(), expected.len(), "unexpected output:\n{}", lines.join("\n"));
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "unexpected output:\n{}",
+        lines.join("\n")
+    );
 }
 
 #[test]
 fn serve_refuses_invalid_config() {
     let (_dir, path) = write_config("broken.yaml", BROKEN);
-    let output = portcullis().args(["serve", "-c"]).arg(&path).output().expect("running portcullis serve");
+    let output = portcullis()
+        .args(["serve", "-c"])
+        .arg(&path)
+        .output()
+        .expect("running portcullis serve");
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -86,9 +103,16 @@ fn check_accepts_example_config() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/users-api/portcullis.yaml");
     let output = check(&path);
 
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.ends_with(": ok (4 routes, 1 upstreams, 1 issuers)\n"), "{stdout}");
+    assert!(
+        stdout.ends_with(": ok (4 routes, 1 upstreams, 1 issuers)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -118,8 +142,16 @@ routes:
 
     assert_eq!(output.status.code(), Some(1));
     let lines = stderr_lines(&output, &dir);
-    assert!(lines[0].starts_with("secret.yaml:8:15: authentication.issuers[0].secret: unusable secret:"), "{lines:?}");
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        lines[0]
+            .starts_with("secret.yaml:8:15: authentication.issuers[0].secret: unusable secret:"),
+        "{lines:?}"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!all.contains(secret), "the secret value was printed: {all}");
 }
 
@@ -153,7 +185,11 @@ fn invalid_yaml_reports_position() {
 
 /// Returns the YAML code blocks of a Markdown file.
 fn yaml_blocks(markdown: &str) -> Vec<String> {
-    markdown.split("```yaml\n").skip(1).filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_string())).collect()
+    markdown
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_string()))
+        .collect()
 }
 
 #[test]
@@ -165,7 +201,11 @@ fn documented_examples_are_valid() {
         for (index, block) in yaml_blocks(&markdown).into_iter().enumerate() {
             let (_dir, path) = write_config("example.yaml", &block);
             let output = check(&path);
-            assert!(output.status.success(), "{doc} example {index} is invalid:\n{}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "{doc} example {index} is invalid:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             checked += 1;
         }
     }
@@ -210,7 +250,11 @@ fn inline_secret_never_echoed() {
         lines[0],
         "inline.yaml:8:15: authentication.issuers[0].secret: expected { env: NAME } or { file: PATH }; secrets are not written inline"
     );
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!all.contains(secret), "the secret value was printed: {all}");
 }
 
@@ -236,14 +280,26 @@ routes:
 
     assert_eq!(output.status.code(), Some(1));
     let lines = stderr_lines(&output, &dir);
-    assert!(lines[0].starts_with("private.yaml:8:13: authentication.issuers[0].jwks: the JWKS contains private"), "{lines:?}");
-    assert!(!lines.join("\n").contains("c2VjcmV0"), "the private key was printed");
+    assert!(
+        lines[0].starts_with(
+            "private.yaml:8:13: authentication.issuers[0].jwks: the JWKS contains private"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.join("\n").contains("c2VjcmV0"),
+        "the private key was printed"
+    );
 }
 
 #[test]
 fn policy_problems_reported_with_location() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
-    std::fs::write(dir.path().join("users.rego"), "package users\n\nallow_read if {\n  input.subject ==\n}\n").expect("writing the policy");
+    std::fs::write(
+        dir.path().join("users.rego"),
+        "package users\n\nallow_read if {\n  input.subject ==\n}\n",
+    )
+    .expect("writing the policy");
     let config = "\
 upstreams:
   api: { url: http://127.0.0.1:1 }
@@ -261,13 +317,22 @@ routes:
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.lines().any(|line| line.ends_with("users.rego:5:1: policies: expecting expression")), "no file:line for the compile error:\n{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.ends_with("users.rego:5:1: policies: expecting expression")),
+        "no file:line for the compile error:\n{stderr}"
+    );
 }
 
 #[test]
 fn unknown_policy_rule_suggested() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
-    std::fs::write(dir.path().join("users.rego"), "package users\n\ndefault allow_read := false\n").expect("writing the policy");
+    std::fs::write(
+        dir.path().join("users.rego"),
+        "package users\n\ndefault allow_read := false\n",
+    )
+    .expect("writing the policy");
     let config = "\
 upstreams:
   api: { url: http://127.0.0.1:1 }
@@ -289,19 +354,44 @@ routes:
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = "gateway.yaml:12:24: routes[0].require.policy: no rule \"data.users.allow_reed\" in the loaded policies; did you mean \"data.users.allow_read\"?";
-    assert!(stderr.lines().any(|line| line.ends_with(expected)), "{stderr}");
+    assert!(
+        stderr.lines().any(|line| line.ends_with(expected)),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn policy_test_command_reports_results() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let passing = portcullis().args(["policy", "test"]).arg(root.join("examples/users-api/policies")).output().expect("running policy test");
-    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stderr));
-    assert!(String::from_utf8_lossy(&passing.stdout).starts_with("PASS: "), "{}", String::from_utf8_lossy(&passing.stdout));
+    let passing = portcullis()
+        .args(["policy", "test"])
+        .arg(root.join("examples/users-api/policies"))
+        .output()
+        .expect("running policy test");
+    assert!(
+        passing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passing.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&passing.stdout).starts_with("PASS: "),
+        "{}",
+        String::from_utf8_lossy(&passing.stdout)
+    );
 
-    let failing = portcullis().args(["policy", "test"]).arg(root.join("tests/data/policies_failing")).output().expect("running policy test");
+    let failing = portcullis()
+        .args(["policy", "test"])
+        .arg(root.join("tests/data/policies_failing"))
+        .output()
+        .expect("running policy test");
     assert_eq!(failing.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&failing.stdout);
-    assert!(stdout.contains("data.demo_test.test_fails: FAIL"), "{stdout}");
-    assert!(stdout.contains("data.demo_test.test_errors: ERROR"), "{stdout}");
+    assert!(
+        stdout.contains("data.demo_test.test_fails: FAIL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("data.demo_test.test_errors: ERROR"),
+        "{stdout}"
+    );
 }

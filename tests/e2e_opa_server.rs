@@ -49,8 +49,15 @@ fn bindings_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     let required = std::env::var("PORTCULLIS_REQUIRE_OPA").is_ok_and(|v| v == "1");
-    assert!(!required, "the OPA bindings are not installed in {}; run scripts/test-all.sh", dir.display());
-    eprintln!("skipped: the OPA bindings are not installed in {} (scripts/test-all.sh installs them)", dir.display());
+    assert!(
+        !required,
+        "the OPA bindings are not installed in {}; run scripts/test-all.sh",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: the OPA bindings are not installed in {} (scripts/test-all.sh installs them)",
+        dir.display()
+    );
     None
 }
 
@@ -68,8 +75,14 @@ fn start_opa(bindings: &PathBuf, policies: &std::path::Path) -> OpaServer {
         .expect("starting the OPA server fixture");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("reading READY from the OPA server");
-    let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("reading READY from the OPA server");
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     OpaServer { child, port }
 }
 
@@ -79,13 +92,18 @@ fn opa_config(upstream: &Upstream, provider: &Provider, port: u16) -> String {
         "    match: { path: \"/users/{id}\", methods: [GET] }\n    upstream: users\n    require: { scopes: [read:users], policy: data.demo.allow_read }",
         1,
     );
-    assert!(yaml.contains("policy: data.demo.allow_read"), "the route text changed");
+    assert!(
+        yaml.contains("policy: data.demo.allow_read"),
+        "the route text changed"
+    );
     format!("{yaml}\npolicies:\n  opa: {{ url: \"http://127.0.0.1:{port}\", timeout: 2s }}\n  cache: {{ ttl: 0s }}\n")
 }
 
 #[tokio::test]
 async fn opa_server_decides_and_fails_closed() {
-    let Some(bindings) = bindings_dir() else { return };
+    let Some(bindings) = bindings_dir() else {
+        return;
+    };
     let policies = tempfile::tempdir().expect("creating a temp dir");
     std::fs::write(policies.path().join("demo.rego"), POLICY).expect("writing the policy");
     let mut opa = start_opa(&bindings, policies.path());
@@ -95,7 +113,12 @@ async fn opa_server_decides_and_fails_closed() {
     let token = provider.forge().subject("2").scope("read:users").sign();
 
     let own = gateway.get("/users/2").bearer(&token).send().await;
-    assert_eq!(own.status(), 200, "OPA allows the own record: {}", own.text());
+    assert_eq!(
+        own.status(),
+        200,
+        "OPA allows the own record: {}",
+        own.text()
+    );
     let other = gateway.get("/users/1").bearer(&token).send().await;
     assert_eq!(other.status(), 403, "{}", other.text());
     assert_eq!(other.json()["reason"], "policy_denied");
@@ -107,6 +130,14 @@ async fn opa_server_decides_and_fails_closed() {
     let down = gateway.get("/users/2").bearer(&token).send().await;
     assert_eq!(down.status(), 403, "{}", down.text());
     assert_eq!(down.json()["reason"], "policy_error");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
-    assert_eq!(upstream.count().await, 1, "a request reached the upstream while OPA was down");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        upstream.count().await,
+        1,
+        "a request reached the upstream while OPA was down"
+    );
 }

@@ -75,18 +75,31 @@ struct Stack {
 impl Stack {
     async fn start() -> Stack {
         let upstream = Upstream::start();
-        let acme = Provider::start(ProviderOptions { tenant_claim: Some("acme".into()), ..Default::default() });
-        let globex = Provider::start(ProviderOptions { tenant_claim: Some("globex".into()), ..Default::default() });
+        let acme = Provider::start(ProviderOptions {
+            tenant_claim: Some("acme".into()),
+            ..Default::default()
+        });
+        let globex = Provider::start(ProviderOptions {
+            tenant_claim: Some("globex".into()),
+            ..Default::default()
+        });
 
         let tenants = tenants_config(&upstream, TenantSource::Host)
             .tenant(TenantSpec::new("acme", &acme).claims("{ roles: [realm_access.roles] }"))
             .tenant(TenantSpec::new("globex", &globex).claims("{ roles: [roles] }"))
             .yaml();
-        let (head, _routes) = tenants.split_once("\nroutes:\n").expect("the tenant configuration has a routes section");
+        let (head, _routes) = tenants
+            .split_once("\nroutes:\n")
+            .expect("the tenant configuration has a routes section");
         let yaml = format!("{head}\n{POLICY_ROUTES}{}", policies_section());
 
         let gateway = Gateway::start(&yaml).await;
-        Stack { upstream, acme, globex, gateway }
+        Stack {
+            upstream,
+            acme,
+            globex,
+            gateway,
+        }
     }
 
     fn provider(&self, tenant: &str) -> &Provider {
@@ -101,7 +114,12 @@ impl Stack {
     /// holding `roles` in the claim that tenant's mapping reads.
     fn user(&self, tenant: &str, subject: &str, scope: &str, roles: &[&str]) -> TokenForge {
         let roles = json!(roles);
-        let forge = self.provider(tenant).forge().subject(subject).scope(scope).claim("tenant_id", json!(tenant));
+        let forge = self
+            .provider(tenant)
+            .forge()
+            .subject(subject)
+            .scope(scope)
+            .claim("tenant_id", json!(tenant));
         match tenant {
             "acme" => forge.claim("realm_access", json!({ "roles": roles })),
             _ => forge.claim("roles", roles),
@@ -111,9 +129,18 @@ impl Stack {
     /// Sends `method path` to `tenant`'s host with `token`. Writes carry a
     /// JSON user.
     async fn send(&self, tenant: &str, method: &Method, path: &str, token: &str) -> Response {
-        let request = self.gateway.request(method.clone(), path).header("host", &tenant_host(tenant)).bearer(token);
+        let request = self
+            .gateway
+            .request(method.clone(), path)
+            .header("host", &tenant_host(tenant))
+            .bearer(token);
         match *method {
-            Method::POST | Method::PUT => request.json(&json!({ "name": "Dana Reyes", "email": "dana@example.test" })).send().await,
+            Method::POST | Method::PUT => {
+                request
+                    .json(&json!({ "name": "Dana Reyes", "email": "dana@example.test" }))
+                    .send()
+                    .await
+            }
             _ => request.send().await,
         }
     }
@@ -124,32 +151,89 @@ impl Stack {
         self.upstream.reset().await;
         let logged_before = decision_records(&self.gateway).len();
 
-        let response = self.send(case.tenant, &case.method, case.path, &case.token).await;
+        let response = self
+            .send(case.tenant, &case.method, case.path, &case.token)
+            .await;
 
-        let label = format!("{} ({} {} on {})", case.description, case.method, case.path, case.tenant);
+        let label = format!(
+            "{} ({} {} on {})",
+            case.description, case.method, case.path, case.tenant
+        );
         let decisions = decision_records(&self.gateway).split_off(logged_before);
         let requests = self.upstream.requests().await;
         match case.expect {
             Expect::Forwarded => {
-                assert_eq!(response.status(), 404, "{label}: status; body {}", response.text());
-                assert_eq!(response.json()["error"], "not_found", "{label}: the 404 is not the upstream's");
+                assert_eq!(
+                    response.status(),
+                    404,
+                    "{label}: status; body {}",
+                    response.text()
+                );
+                assert_eq!(
+                    response.json()["error"],
+                    "not_found",
+                    "{label}: the 404 is not the upstream's"
+                );
                 assert_eq!(requests.len(), 1, "{label}: upstream requests");
-                assert_eq!(requests[0].method, case.method.as_str(), "{label}: upstream method");
+                assert_eq!(
+                    requests[0].method,
+                    case.method.as_str(),
+                    "{label}: upstream method"
+                );
                 assert_eq!(requests[0].url, case.path, "{label}: upstream path");
-                assert_eq!(requests[0].raw_values("x-portcullis-tenant"), [case.tenant], "{label}: verified tenant header");
-                assert_eq!(decisions.len(), 1, "{label}: decision records {decisions:?}");
-                assert_eq!(decisions[0]["decision.allowed"], true, "{label}: logged decision");
-                assert_eq!(decisions[0]["tenant.id"], case.tenant, "{label}: logged tenant");
+                assert_eq!(
+                    requests[0].raw_values("x-portcullis-tenant"),
+                    [case.tenant],
+                    "{label}: verified tenant header"
+                );
+                assert_eq!(
+                    decisions.len(),
+                    1,
+                    "{label}: decision records {decisions:?}"
+                );
+                assert_eq!(
+                    decisions[0]["decision.allowed"], true,
+                    "{label}: logged decision"
+                );
+                assert_eq!(
+                    decisions[0]["tenant.id"], case.tenant,
+                    "{label}: logged tenant"
+                );
             }
             Expect::Denied(reason) => {
-                assert_eq!(response.status(), 403, "{label}: status; body {}", response.text());
-                assert_eq!(response.reason().as_deref(), Some(reason), "{label}: reason");
-                assert!(requests.is_empty(), "{label}: a denied request reached the upstream: {requests:?}");
+                assert_eq!(
+                    response.status(),
+                    403,
+                    "{label}: status; body {}",
+                    response.text()
+                );
+                assert_eq!(
+                    response.reason().as_deref(),
+                    Some(reason),
+                    "{label}: reason"
+                );
+                assert!(
+                    requests.is_empty(),
+                    "{label}: a denied request reached the upstream: {requests:?}"
+                );
                 if reason == "policy_denied" {
-                    assert_eq!(decisions.len(), 1, "{label}: decision records {decisions:?}");
-                    assert_eq!(decisions[0]["decision.allowed"], false, "{label}: logged decision");
-                    assert_eq!(decisions[0]["reason"], "policy_denied", "{label}: logged reason");
-                    assert_eq!(decisions[0]["tenant.id"], case.tenant, "{label}: logged tenant");
+                    assert_eq!(
+                        decisions.len(),
+                        1,
+                        "{label}: decision records {decisions:?}"
+                    );
+                    assert_eq!(
+                        decisions[0]["decision.allowed"], false,
+                        "{label}: logged decision"
+                    );
+                    assert_eq!(
+                        decisions[0]["reason"], "policy_denied",
+                        "{label}: logged reason"
+                    );
+                    assert_eq!(
+                        decisions[0]["tenant.id"], case.tenant,
+                        "{label}: logged tenant"
+                    );
                 } else {
                     assert!(decisions.is_empty(), "{label}: denied before the policy, yet a decision was logged: {decisions:?}");
                 }
@@ -162,7 +246,9 @@ impl Stack {
 /// future) to a token.
 fn login(forge: TokenForge, amr: &[&str], age_seconds: i64) -> TokenForge {
     let auth_time = unix_now() as i64 - age_seconds;
-    forge.claim("amr", json!(amr)).claim("auth_time", json!(auth_time))
+    forge
+        .claim("amr", json!(amr))
+        .claim("auth_time", json!(auth_time))
 }
 
 /// What a case expects.
@@ -185,8 +271,22 @@ struct Case {
     expect: Expect,
 }
 
-fn case(description: &'static str, tenant: &'static str, method: Method, path: &'static str, token: String, expect: Expect) -> Case {
-    Case { description, tenant, method, path, token, expect }
+fn case(
+    description: &'static str,
+    tenant: &'static str,
+    method: Method,
+    path: &'static str,
+    token: String,
+    expect: Expect,
+) -> Case {
+    Case {
+        description,
+        tenant,
+        method,
+        path,
+        token,
+        expect,
+    }
 }
 
 /// Returns the `fields` of every `decision_log` record the gateway wrote
@@ -207,23 +307,82 @@ const POLICY_DENIED: Expect = Expect::Denied("policy_denied");
 async fn delete_only_by_admin_of_user_tenant() {
     let stack = Stack::start().await;
     let writer = stack.acme.token("writer", READ_AND_WRITE).await;
-    let acme_admin = || stack.user("acme", "admin-1", READ_AND_WRITE, &["admin"]).sign();
-    let globex_admin = || stack.user("globex", "admin-2", READ_AND_WRITE, &["admin"]).sign();
+    let acme_admin = || {
+        stack
+            .user("acme", "admin-1", READ_AND_WRITE, &["admin"])
+            .sign()
+    };
+    let globex_admin = || {
+        stack
+            .user("globex", "admin-2", READ_AND_WRITE, &["admin"])
+            .sign()
+    };
     // Tokens with admin only in the claim the other tenant's mapping reads.
-    let acme_admin_in_roles = stack.user("acme", "admin-1", READ_AND_WRITE, &[]).claim("roles", json!(["admin"])).sign();
-    let globex_admin_in_realm_access =
-        stack.user("globex", "admin-2", READ_AND_WRITE, &[]).claim("realm_access", json!({ "roles": ["admin"] })).sign();
-    let acme_user = stack.user("acme", "u-alice", READ_AND_WRITE, &["user"]).sign();
-    let acme_admin_read_only = stack.user("acme", "admin-1", "read:users", &["admin"]).sign();
+    let acme_admin_in_roles = stack
+        .user("acme", "admin-1", READ_AND_WRITE, &[])
+        .claim("roles", json!(["admin"]))
+        .sign();
+    let globex_admin_in_realm_access = stack
+        .user("globex", "admin-2", READ_AND_WRITE, &[])
+        .claim("realm_access", json!({ "roles": ["admin"] }))
+        .sign();
+    let acme_user = stack
+        .user("acme", "u-alice", READ_AND_WRITE, &["user"])
+        .sign();
+    let acme_admin_read_only = stack
+        .user("acme", "admin-1", "read:users", &["admin"])
+        .sign();
     let delete = Method::DELETE;
 
     let cases = [
-        case("acme admin deletes acme's u-alice", "acme", delete.clone(), "/users/u-alice", acme_admin(), Expect::Forwarded),
-        case("acme admin deletes acme's u-bob", "acme", delete.clone(), "/users/u-bob", acme_admin(), Expect::Forwarded),
-        case("globex admin deletes globex's u-carol", "globex", delete.clone(), "/users/u-carol", globex_admin(), Expect::Forwarded),
-        case("acme admin may not delete globex's u-carol", "acme", delete.clone(), "/users/u-carol", acme_admin(), POLICY_DENIED),
-        case("acme user without the admin role", "acme", delete.clone(), "/users/u-bob", acme_user, POLICY_DENIED),
-        case("admin only in roles, which acme's mapping does not read", "acme", delete.clone(), "/users/u-bob", acme_admin_in_roles, POLICY_DENIED),
+        case(
+            "acme admin deletes acme's u-alice",
+            "acme",
+            delete.clone(),
+            "/users/u-alice",
+            acme_admin(),
+            Expect::Forwarded,
+        ),
+        case(
+            "acme admin deletes acme's u-bob",
+            "acme",
+            delete.clone(),
+            "/users/u-bob",
+            acme_admin(),
+            Expect::Forwarded,
+        ),
+        case(
+            "globex admin deletes globex's u-carol",
+            "globex",
+            delete.clone(),
+            "/users/u-carol",
+            globex_admin(),
+            Expect::Forwarded,
+        ),
+        case(
+            "acme admin may not delete globex's u-carol",
+            "acme",
+            delete.clone(),
+            "/users/u-carol",
+            acme_admin(),
+            POLICY_DENIED,
+        ),
+        case(
+            "acme user without the admin role",
+            "acme",
+            delete.clone(),
+            "/users/u-bob",
+            acme_user,
+            POLICY_DENIED,
+        ),
+        case(
+            "admin only in roles, which acme's mapping does not read",
+            "acme",
+            delete.clone(),
+            "/users/u-bob",
+            acme_admin_in_roles,
+            POLICY_DENIED,
+        ),
         case(
             "admin only in realm_access.roles, which globex's mapping does not read",
             "globex",
@@ -232,11 +391,32 @@ async fn delete_only_by_admin_of_user_tenant() {
             globex_admin_in_realm_access,
             POLICY_DENIED,
         ),
-        case("provider's writer token holds no role", "acme", delete.clone(), "/users/u-bob", writer, POLICY_DENIED),
+        case(
+            "provider's writer token holds no role",
+            "acme",
+            delete.clone(),
+            "/users/u-bob",
+            writer,
+            POLICY_DENIED,
+        ),
         // The route has no tenant parameter to judge a user the directory
         // does not list, so the rule stays false.
-        case("user missing from the directory", "acme", delete.clone(), "/users/u-dave", acme_admin(), POLICY_DENIED),
-        case("admin without write:users stops at tier 1", "acme", delete.clone(), "/users/u-bob", acme_admin_read_only, Expect::Denied("insufficient_scope")),
+        case(
+            "user missing from the directory",
+            "acme",
+            delete.clone(),
+            "/users/u-dave",
+            acme_admin(),
+            POLICY_DENIED,
+        ),
+        case(
+            "admin without write:users stops at tier 1",
+            "acme",
+            delete.clone(),
+            "/users/u-bob",
+            acme_admin_read_only,
+            Expect::Denied("insufficient_scope"),
+        ),
     ];
     for case in &cases {
         stack.check(case).await;
@@ -246,24 +426,46 @@ async fn delete_only_by_admin_of_user_tenant() {
 #[tokio::test]
 async fn globex_admin_deleting_acme_user_forbidden() {
     let stack = Stack::start().await;
-    let token = stack.user("globex", "admin-2", READ_AND_WRITE, &["admin"]).sign();
+    let token = stack
+        .user("globex", "admin-2", READ_AND_WRITE, &["admin"])
+        .sign();
 
     // On acme's host, the credential of globex's issuer addresses another
     // tenant, so the tenant binding rejects it before any rule runs.
-    let on_acme = case("globex admin on acme's host", "acme", Method::DELETE, "/users/u-alice", token.clone(), Expect::Denied("tenant_mismatch"));
+    let on_acme = case(
+        "globex admin on acme's host",
+        "acme",
+        Method::DELETE,
+        "/users/u-alice",
+        token.clone(),
+        Expect::Denied("tenant_mismatch"),
+    );
     stack.check(&on_acme).await;
     let logs = stack.gateway.logs();
     let warning = logs
         .lines()
         .find(|line| line.contains("credential used outside its tenant"))
         .expect("a tenant_mismatch warning in the logs");
-    assert!(warning.contains("\"tenant.addressed\":\"acme\""), "{warning}");
-    assert!(warning.contains("\"tenant.credential\":\"globex\""), "{warning}");
+    assert!(
+        warning.contains("\"tenant.addressed\":\"acme\""),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("\"tenant.credential\":\"globex\""),
+        "{warning}"
+    );
 
     // On its own host the tenant binding passes and the rule denies,
     // because the directory puts u-alice in acme and the input's tenant is
     // globex.
-    let on_globex = case("globex admin on globex's host", "globex", Method::DELETE, "/users/u-alice", token, POLICY_DENIED);
+    let on_globex = case(
+        "globex admin on globex's host",
+        "globex",
+        Method::DELETE,
+        "/users/u-alice",
+        token,
+        POLICY_DENIED,
+    );
     stack.check(&on_globex).await;
     let decisions = decision_records(&stack.gateway);
     assert_eq!(decisions.len(), 1, "{decisions:?}");
@@ -278,19 +480,77 @@ async fn read_own_record_unless_read_all() {
     let stack = Stack::start().await;
     let reader = stack.acme.token("reader", "read:users").await;
     let alice = |scope: &str| stack.user("acme", "u-alice", scope, &[]).sign();
-    let acme_admin = stack.user("acme", "admin-1", "read:users", &["admin"]).sign();
+    let acme_admin = stack
+        .user("acme", "admin-1", "read:users", &["admin"])
+        .sign();
     let carol = stack.user("globex", "u-carol", "read:users", &[]).sign();
     let get = Method::GET;
 
     let cases = [
-        case("u-alice reads her own record", "acme", get.clone(), "/users/u-alice", alice("read:users"), Expect::Forwarded),
-        case("u-alice reads u-bob's record", "acme", get.clone(), "/users/u-bob", alice("read:users"), POLICY_DENIED),
-        case("ids compare case-sensitively", "acme", get.clone(), "/users/U-ALICE", alice("read:users"), POLICY_DENIED),
-        case("read:users:all reads any record", "acme", get.clone(), "/users/u-bob", alice("read:users read:users:all"), Expect::Forwarded),
-        case("the admin role does not grant reading", "acme", get.clone(), "/users/u-bob", acme_admin, POLICY_DENIED),
-        case("provider's reader token reads its own subject", "acme", get.clone(), "/users/reader", reader.clone(), Expect::Forwarded),
-        case("provider's reader token reads u-alice", "acme", get.clone(), "/users/u-alice", reader, POLICY_DENIED),
-        case("u-carol reads her own record on globex", "globex", get.clone(), "/users/u-carol", carol, Expect::Forwarded),
+        case(
+            "u-alice reads her own record",
+            "acme",
+            get.clone(),
+            "/users/u-alice",
+            alice("read:users"),
+            Expect::Forwarded,
+        ),
+        case(
+            "u-alice reads u-bob's record",
+            "acme",
+            get.clone(),
+            "/users/u-bob",
+            alice("read:users"),
+            POLICY_DENIED,
+        ),
+        case(
+            "ids compare case-sensitively",
+            "acme",
+            get.clone(),
+            "/users/U-ALICE",
+            alice("read:users"),
+            POLICY_DENIED,
+        ),
+        case(
+            "read:users:all reads any record",
+            "acme",
+            get.clone(),
+            "/users/u-bob",
+            alice("read:users read:users:all"),
+            Expect::Forwarded,
+        ),
+        case(
+            "the admin role does not grant reading",
+            "acme",
+            get.clone(),
+            "/users/u-bob",
+            acme_admin,
+            POLICY_DENIED,
+        ),
+        case(
+            "provider's reader token reads its own subject",
+            "acme",
+            get.clone(),
+            "/users/reader",
+            reader.clone(),
+            Expect::Forwarded,
+        ),
+        case(
+            "provider's reader token reads u-alice",
+            "acme",
+            get.clone(),
+            "/users/u-alice",
+            reader,
+            POLICY_DENIED,
+        ),
+        case(
+            "u-carol reads her own record on globex",
+            "globex",
+            get.clone(),
+            "/users/u-carol",
+            carol,
+            Expect::Forwarded,
+        ),
         case(
             "read:users:all without read:users stops at tier 1",
             "acme",
@@ -309,27 +569,125 @@ async fn read_own_record_unless_read_all() {
 async fn write_needs_mfa_within_ten_minutes() {
     let stack = Stack::start().await;
     let writer = stack.acme.token("writer", READ_AND_WRITE).await;
-    let alice = |amr: &[&str], age_seconds| login(stack.user("acme", "u-alice", READ_AND_WRITE, &[]), amr, age_seconds).sign();
-    let admin = |amr: &[&str], age_seconds| login(stack.user("acme", "admin-1", READ_AND_WRITE, &["admin"]), amr, age_seconds).sign();
+    let alice = |amr: &[&str], age_seconds| {
+        login(
+            stack.user("acme", "u-alice", READ_AND_WRITE, &[]),
+            amr,
+            age_seconds,
+        )
+        .sign()
+    };
+    let admin = |amr: &[&str], age_seconds| {
+        login(
+            stack.user("acme", "admin-1", READ_AND_WRITE, &["admin"]),
+            amr,
+            age_seconds,
+        )
+        .sign()
+    };
     let alice_without_login = stack.user("acme", "u-alice", READ_AND_WRITE, &[]).sign();
     let mfa = ["pwd", "mfa"];
     let put = Method::PUT;
 
     let cases = [
-        case("MFA 2 minutes ago, own record", "acme", put.clone(), "/users/u-alice", alice(&mfa, 120), Expect::Forwarded),
-        case("MFA 9 minutes ago, own record", "acme", put.clone(), "/users/u-alice", alice(&mfa, 540), Expect::Forwarded),
-        case("MFA 11 minutes ago", "acme", put.clone(), "/users/u-alice", alice(&mfa, 660), POLICY_DENIED),
-        case("recent login without mfa in amr", "acme", put.clone(), "/users/u-alice", alice(&["pwd"], 120), POLICY_DENIED),
-        case("auth_time 5 minutes ahead, past the 60 s skew", "acme", put.clone(), "/users/u-alice", alice(&mfa, -300), POLICY_DENIED),
-        case("no amr and no auth_time", "acme", put.clone(), "/users/u-alice", alice_without_login, POLICY_DENIED),
-        case("recent MFA, another user's record", "acme", put.clone(), "/users/u-bob", alice(&mfa, 120), POLICY_DENIED),
-        case("admin with recent MFA writes u-bob", "acme", put.clone(), "/users/u-bob", admin(&mfa, 120), Expect::Forwarded),
-        case("admin with MFA 11 minutes ago", "acme", put.clone(), "/users/u-bob", admin(&mfa, 660), POLICY_DENIED),
-        case("admin with recent MFA, globex's u-carol", "acme", put.clone(), "/users/u-carol", admin(&mfa, 120), POLICY_DENIED),
-        case("provider's writer token carries no amr", "acme", put.clone(), "/users/writer", writer, POLICY_DENIED),
+        case(
+            "MFA 2 minutes ago, own record",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice(&mfa, 120),
+            Expect::Forwarded,
+        ),
+        case(
+            "MFA 9 minutes ago, own record",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice(&mfa, 540),
+            Expect::Forwarded,
+        ),
+        case(
+            "MFA 11 minutes ago",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice(&mfa, 660),
+            POLICY_DENIED,
+        ),
+        case(
+            "recent login without mfa in amr",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice(&["pwd"], 120),
+            POLICY_DENIED,
+        ),
+        case(
+            "auth_time 5 minutes ahead, past the 60 s skew",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice(&mfa, -300),
+            POLICY_DENIED,
+        ),
+        case(
+            "no amr and no auth_time",
+            "acme",
+            put.clone(),
+            "/users/u-alice",
+            alice_without_login,
+            POLICY_DENIED,
+        ),
+        case(
+            "recent MFA, another user's record",
+            "acme",
+            put.clone(),
+            "/users/u-bob",
+            alice(&mfa, 120),
+            POLICY_DENIED,
+        ),
+        case(
+            "admin with recent MFA writes u-bob",
+            "acme",
+            put.clone(),
+            "/users/u-bob",
+            admin(&mfa, 120),
+            Expect::Forwarded,
+        ),
+        case(
+            "admin with MFA 11 minutes ago",
+            "acme",
+            put.clone(),
+            "/users/u-bob",
+            admin(&mfa, 660),
+            POLICY_DENIED,
+        ),
+        case(
+            "admin with recent MFA, globex's u-carol",
+            "acme",
+            put.clone(),
+            "/users/u-carol",
+            admin(&mfa, 120),
+            POLICY_DENIED,
+        ),
+        case(
+            "provider's writer token carries no amr",
+            "acme",
+            put.clone(),
+            "/users/writer",
+            writer,
+            POLICY_DENIED,
+        ),
         // allow_write judges an existing record (the caller's own, or one
         // of the admin's tenant), so a create, which has no id, is denied.
-        case("create by an admin with recent MFA", "acme", Method::POST, "/users", admin(&mfa, 120), POLICY_DENIED),
+        case(
+            "create by an admin with recent MFA",
+            "acme",
+            Method::POST,
+            "/users",
+            admin(&mfa, 120),
+            POLICY_DENIED,
+        ),
     ];
     for case in &cases {
         stack.check(case).await;
@@ -353,13 +711,27 @@ async fn decision_cache_separate_per_tenant() {
     };
     // (tenant, token, status, reason): acme's request reaches the upstream,
     // which returns 404, and globex's is denied by the rule.
-    let requests = [("acme", admin("acme"), 404, None), ("globex", admin("globex"), 403, Some("policy_denied"))];
+    let requests = [
+        ("acme", admin("acme"), 404, None),
+        ("globex", admin("globex"), 403, Some("policy_denied")),
+    ];
 
     for round in 1..=2 {
         for (tenant, token, status, reason) in &requests {
-            let response = stack.send(tenant, &Method::DELETE, "/users/u-bob", token).await;
-            assert_eq!(response.status(), *status, "round {round} of {tenant}: status; body {}", response.text());
-            assert_eq!(response.reason().as_deref(), *reason, "round {round} of {tenant}: reason");
+            let response = stack
+                .send(tenant, &Method::DELETE, "/users/u-bob", token)
+                .await;
+            assert_eq!(
+                response.status(),
+                *status,
+                "round {round} of {tenant}: status; body {}",
+                response.text()
+            );
+            assert_eq!(
+                response.reason().as_deref(),
+                *reason,
+                "round {round} of {tenant}: reason"
+            );
         }
     }
 
@@ -368,15 +740,34 @@ async fn decision_cache_separate_per_tenant() {
         .iter()
         .map(|record| {
             let tenant = record["tenant.id"].as_str().unwrap_or("none");
-            (tenant, record["decision.allowed"] == true, record["cached"] == true)
+            (
+                tenant,
+                record["decision.allowed"] == true,
+                record["cached"] == true,
+            )
         })
         .collect();
-    let expected = [("acme", true, false), ("globex", false, false), ("acme", true, true), ("globex", false, true)];
-    assert_eq!(logged, expected, "(tenant, allowed, cached) of each decision; records {decisions:?}");
+    let expected = [
+        ("acme", true, false),
+        ("globex", false, false),
+        ("acme", true, true),
+        ("globex", false, true),
+    ];
+    assert_eq!(
+        logged, expected,
+        "(tenant, allowed, cached) of each decision; records {decisions:?}"
+    );
 
     let forwarded = stack.upstream.requests().await;
-    let tenants: Vec<Vec<&str>> = forwarded.iter().map(|r| r.raw_values("x-portcullis-tenant")).collect();
-    assert_eq!(tenants, [["acme"], ["acme"]], "tenants of the forwarded requests");
+    let tenants: Vec<Vec<&str>> = forwarded
+        .iter()
+        .map(|r| r.raw_values("x-portcullis-tenant"))
+        .collect();
+    assert_eq!(
+        tenants,
+        [["acme"], ["acme"]],
+        "tenants of the forwarded requests"
+    );
 }
 
 #[tokio::test]
@@ -386,25 +777,99 @@ async fn denied_requests_never_reach_upstream() {
     let mfa = ["pwd", "mfa"];
     // Every rule, both tenants, no reset in between.
     let attempts = [
-        ("acme", Method::DELETE, "/users/u-bob", user("acme", "u-alice", READ_AND_WRITE, &["user"]).sign()),
-        ("acme", Method::DELETE, "/users/u-carol", user("acme", "admin-1", READ_AND_WRITE, &["admin"]).sign()),
-        ("globex", Method::DELETE, "/users/u-alice", user("globex", "admin-2", READ_AND_WRITE, &["admin"]).sign()),
-        ("acme", Method::GET, "/users/u-bob", user("acme", "u-alice", "read:users", &[]).sign()),
-        ("globex", Method::GET, "/users/u-alice", user("globex", "u-carol", "read:users", &[]).sign()),
-        ("acme", Method::PUT, "/users/u-alice", login(user("acme", "u-alice", READ_AND_WRITE, &[]), &mfa, 660).sign()),
-        ("acme", Method::POST, "/users", login(user("acme", "admin-1", READ_AND_WRITE, &["admin"]), &mfa, 60).sign()),
-        ("globex", Method::PUT, "/users/u-carol", login(user("globex", "u-carol", READ_AND_WRITE, &[]), &["pwd"], 60).sign()),
+        (
+            "acme",
+            Method::DELETE,
+            "/users/u-bob",
+            user("acme", "u-alice", READ_AND_WRITE, &["user"]).sign(),
+        ),
+        (
+            "acme",
+            Method::DELETE,
+            "/users/u-carol",
+            user("acme", "admin-1", READ_AND_WRITE, &["admin"]).sign(),
+        ),
+        (
+            "globex",
+            Method::DELETE,
+            "/users/u-alice",
+            user("globex", "admin-2", READ_AND_WRITE, &["admin"]).sign(),
+        ),
+        (
+            "acme",
+            Method::GET,
+            "/users/u-bob",
+            user("acme", "u-alice", "read:users", &[]).sign(),
+        ),
+        (
+            "globex",
+            Method::GET,
+            "/users/u-alice",
+            user("globex", "u-carol", "read:users", &[]).sign(),
+        ),
+        (
+            "acme",
+            Method::PUT,
+            "/users/u-alice",
+            login(user("acme", "u-alice", READ_AND_WRITE, &[]), &mfa, 660).sign(),
+        ),
+        (
+            "acme",
+            Method::POST,
+            "/users",
+            login(
+                user("acme", "admin-1", READ_AND_WRITE, &["admin"]),
+                &mfa,
+                60,
+            )
+            .sign(),
+        ),
+        (
+            "globex",
+            Method::PUT,
+            "/users/u-carol",
+            login(user("globex", "u-carol", READ_AND_WRITE, &[]), &["pwd"], 60).sign(),
+        ),
     ];
 
     for (tenant, method, path, token) in &attempts {
         let response = stack.send(tenant, method, path, token).await;
-        assert_eq!(response.status(), 403, "{method} {path} on {tenant}: {}", response.text());
-        assert_eq!(response.reason().as_deref(), Some("policy_denied"), "{method} {path} on {tenant}");
+        assert_eq!(
+            response.status(),
+            403,
+            "{method} {path} on {tenant}: {}",
+            response.text()
+        );
+        assert_eq!(
+            response.reason().as_deref(),
+            Some("policy_denied"),
+            "{method} {path} on {tenant}"
+        );
     }
 
-    assert_eq!(stack.upstream.count().await, 0, "a denied request reached the upstream: {:?}", stack.upstream.requests().await);
-    let denials = stack.gateway.metrics().await.value("portcullis_denials_total", &[("reason", "policy_denied")]);
-    assert_eq!(denials, attempts.len() as f64, "policy_denied in portcullis_denials_total");
-    let logged_denials = decision_records(&stack.gateway).iter().filter(|record| record["decision.allowed"] == false).count();
-    assert_eq!(logged_denials, attempts.len(), "denied decisions in the decision log");
+    assert_eq!(
+        stack.upstream.count().await,
+        0,
+        "a denied request reached the upstream: {:?}",
+        stack.upstream.requests().await
+    );
+    let denials = stack
+        .gateway
+        .metrics()
+        .await
+        .value("portcullis_denials_total", &[("reason", "policy_denied")]);
+    assert_eq!(
+        denials,
+        attempts.len() as f64,
+        "policy_denied in portcullis_denials_total"
+    );
+    let logged_denials = decision_records(&stack.gateway)
+        .iter()
+        .filter(|record| record["decision.allowed"] == false)
+        .count();
+    assert_eq!(
+        logged_denials,
+        attempts.len(),
+        "denied decisions in the decision log"
+    );
 }

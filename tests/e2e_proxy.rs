@@ -7,16 +7,27 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{config_for, eventually, Gateway, Provider, ProviderOptions, Response, UnusedPort, Upstream};
+use common::{
+    config_for, eventually, Gateway, Provider, ProviderOptions, Response, UnusedPort, Upstream,
+};
 use http::{Method, Version};
 use serde_json::json;
 
 /// Asserts a problem details rejection: status and reason.
 #[track_caller]
 fn assert_rejected(response: &Response, status: u16, reason: &str, case: &str) {
-    assert_eq!(response.status(), status, "{case}: status; body {}", response.text());
+    assert_eq!(
+        response.status(),
+        status,
+        "{case}: status; body {}",
+        response.text()
+    );
     assert_eq!(response.reason().as_deref(), Some(reason), "{case}: reason");
-    assert_eq!(response.header("content-type"), Some("application/problem+json"), "{case}: content type");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "{case}: content type"
+    );
 }
 
 #[tokio::test]
@@ -24,7 +35,8 @@ async fn closed_upstream_port_gives_502() {
     let upstream = Upstream::start();
     let provider = Provider::start(ProviderOptions::default());
     let closed = UnusedPort::new();
-    let config = config_for(&upstream, &[&provider]).upstream_url(&format!("http://{}", closed.address()));
+    let config =
+        config_for(&upstream, &[&provider]).upstream_url(&format!("http://{}", closed.address()));
     let gateway = Gateway::start(&config.yaml()).await;
     let token = provider.token("reader", "read:users").await;
 
@@ -32,8 +44,20 @@ async fn closed_upstream_port_gives_502() {
 
     assert_rejected(&response, 502, "upstream_unavailable", "connection refused");
     let metrics = gateway.metrics().await;
-    assert_eq!(metrics.value("portcullis_upstream_errors_total", &[("upstream", "users"), ("kind", "connect")]), 1.0);
-    assert_eq!(metrics.value("portcullis_denials_total", &[("reason", "upstream_unavailable")]), 1.0);
+    assert_eq!(
+        metrics.value(
+            "portcullis_upstream_errors_total",
+            &[("upstream", "users"), ("kind", "connect")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value(
+            "portcullis_denials_total",
+            &[("reason", "upstream_unavailable")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -52,11 +76,20 @@ async fn upstream_dropping_connection_gives_502() {
     for (index, (description, path)) in cases.into_iter().enumerate() {
         let response = gateway.get(path).bearer(&token).send().await;
         assert_rejected(&response, 502, "upstream_unavailable", description);
-        assert_eq!(upstream.count().await, index as u64 + 1, "{description}: the upstream saw the request once");
+        assert_eq!(
+            upstream.count().await,
+            index as u64 + 1,
+            "{description}: the upstream saw the request once"
+        );
     }
 
     let response = gateway.get("/users").bearer(&token).send().await;
-    assert_eq!(response.status(), 200, "the next request after the faults: {}", response.text());
+    assert_eq!(
+        response.status(),
+        200,
+        "the next request after the faults: {}",
+        response.text()
+    );
 }
 
 #[tokio::test]
@@ -68,17 +101,41 @@ async fn slow_upstream_gives_504() {
     let token = provider.token("reader", "read:users").await;
 
     let started = Instant::now();
-    let response = gateway.get("/faults/slow?ms=5000").bearer(&token).send().await;
+    let response = gateway
+        .get("/faults/slow?ms=5000")
+        .bearer(&token)
+        .send()
+        .await;
     let elapsed = started.elapsed();
 
-    assert_rejected(&response, 504, "upstream_timeout", "5s response, 300ms timeout");
-    assert!(elapsed < Duration::from_secs(3), "the 504 took {elapsed:?}, expected about 300ms");
+    assert_rejected(
+        &response,
+        504,
+        "upstream_timeout",
+        "5s response, 300ms timeout",
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "the 504 took {elapsed:?}, expected about 300ms"
+    );
     assert_eq!(upstream.count().await, 1);
     let metrics = gateway.metrics().await;
-    assert_eq!(metrics.value("portcullis_upstream_errors_total", &[("kind", "timeout")]), 1.0);
+    assert_eq!(
+        metrics.value("portcullis_upstream_errors_total", &[("kind", "timeout")]),
+        1.0
+    );
 
-    let fast = gateway.get("/faults/slow?ms=10").bearer(&token).send().await;
-    assert_eq!(fast.status(), 200, "a response within the timeout: {}", fast.text());
+    let fast = gateway
+        .get("/faults/slow?ms=10")
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(
+        fast.status(),
+        200,
+        "a response within the timeout: {}",
+        fast.text()
+    );
     assert_eq!(fast.json(), json!({ "slept_ms": 10 }));
 }
 
@@ -93,14 +150,30 @@ async fn fingerprint_headers_replaced_by_policy() {
         let response = gateway.get(path).bearer(&token).send().await;
         assert_eq!(response.status(), 200, "{path}: {}", response.text());
         assert_eq!(response.header("server"), None, "{path}: Server");
-        assert_eq!(response.header("x-powered-by"), None, "{path}: X-Powered-By");
-        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}: X-Content-Type-Options");
-        assert_eq!(response.header("strict-transport-security"), None, "{path}: HSTS over plain HTTP");
+        assert_eq!(
+            response.header("x-powered-by"),
+            None,
+            "{path}: X-Powered-By"
+        );
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}: X-Content-Type-Options"
+        );
+        assert_eq!(
+            response.header("strict-transport-security"),
+            None,
+            "{path}: HSTS over plain HTTP"
+        );
     }
 
     let rejected = gateway.get("/users").send().await;
     assert_eq!(rejected.status(), 401);
-    assert_eq!(rejected.header("x-content-type-options"), Some("nosniff"), "the gateway's own error");
+    assert_eq!(
+        rejected.header("x-content-type-options"),
+        Some("nosniff"),
+        "the gateway's own error"
+    );
 }
 
 #[tokio::test]
@@ -118,15 +191,31 @@ async fn sensitive_route_responses_not_stored() {
         .await;
     assert_eq!(created.status(), 201, "{}", created.text());
     assert_eq!(created.json()["id"], 4);
-    assert_eq!(created.header("cache-control"), Some("no-store"), "create-user is sensitive");
+    assert_eq!(
+        created.header("cache-control"),
+        Some("no-store"),
+        "create-user is sensitive"
+    );
 
-    let deleted = gateway.request(Method::DELETE, "/users/4").bearer(&writer).send().await;
+    let deleted = gateway
+        .request(Method::DELETE, "/users/4")
+        .bearer(&writer)
+        .send()
+        .await;
     assert_eq!(deleted.status(), 204, "{}", deleted.text());
-    assert_eq!(deleted.header("cache-control"), Some("no-store"), "delete-user is sensitive");
+    assert_eq!(
+        deleted.header("cache-control"),
+        Some("no-store"),
+        "delete-user is sensitive"
+    );
 
     let listed = gateway.get("/users").bearer(&writer).send().await;
     assert_eq!(listed.status(), 200);
-    assert_eq!(listed.header("cache-control"), None, "list-users is not sensitive");
+    assert_eq!(
+        listed.header("cache-control"),
+        None,
+        "list-users is not sensitive"
+    );
 }
 
 #[tokio::test]
@@ -145,14 +234,35 @@ async fn oversized_body_gets_413() {
         .declared_length_only(16 * 1024 + 1)
         .send()
         .await;
-    assert_rejected(&declared, 413, "body_too_large", "Content-Length one byte over 16 KiB");
-    assert_eq!(upstream.count().await, 0, "a declared oversized body reached the upstream");
+    assert_rejected(
+        &declared,
+        413,
+        "body_too_large",
+        "Content-Length one byte over 16 KiB",
+    );
+    assert_eq!(
+        upstream.count().await,
+        0,
+        "a declared oversized body reached the upstream"
+    );
 
     // (description, path, chunks)
     let chunked_cases = [
-        ("20 KiB in 4 KiB chunks to create-user (16 KiB)", "/users", chunks(5, 4096)),
-        ("2 KiB in 256 byte chunks to echo (1 KiB)", "/faults/echo", chunks(8, 256)),
-        ("one 1025 byte chunk to echo (1 KiB)", "/faults/echo", chunks(1, 1025)),
+        (
+            "20 KiB in 4 KiB chunks to create-user (16 KiB)",
+            "/users",
+            chunks(5, 4096),
+        ),
+        (
+            "2 KiB in 256 byte chunks to echo (1 KiB)",
+            "/faults/echo",
+            chunks(8, 256),
+        ),
+        (
+            "one 1025 byte chunk to echo (1 KiB)",
+            "/faults/echo",
+            chunks(1, 1025),
+        ),
     ];
     for (description, path, body) in chunked_cases {
         let response = gateway
@@ -167,11 +277,31 @@ async fn oversized_body_gets_413() {
         assert_rejected(&response, 413, "body_too_large", description);
     }
 
-    let within = gateway.request(Method::POST, "/faults/echo").bearer(&writer).chunked_body(chunks(4, 256)).send().await;
-    assert_eq!(within.status(), 200, "exactly 1 KiB chunked: {}", within.text());
+    let within = gateway
+        .request(Method::POST, "/faults/echo")
+        .bearer(&writer)
+        .chunked_body(chunks(4, 256))
+        .send()
+        .await;
+    assert_eq!(
+        within.status(),
+        200,
+        "exactly 1 KiB chunked: {}",
+        within.text()
+    );
     assert_eq!(within.json()["body_length"], 1024);
-    let within = gateway.request(Method::POST, "/faults/echo").bearer(&writer).body(vec![b'a'; 1024]).send().await;
-    assert_eq!(within.status(), 200, "exactly 1 KiB with Content-Length: {}", within.text());
+    let within = gateway
+        .request(Method::POST, "/faults/echo")
+        .bearer(&writer)
+        .body(vec![b'a'; 1024])
+        .send()
+        .await;
+    assert_eq!(
+        within.status(),
+        200,
+        "exactly 1 KiB with Content-Length: {}",
+        within.text()
+    );
     assert_eq!(within.json()["body_length"], 1024);
 }
 
@@ -182,7 +312,13 @@ async fn h2c_prior_knowledge_served() {
     let gateway = Gateway::start(&config_for(&upstream, &[&provider]).yaml()).await;
     let token = provider.token("reader", "read:users").await;
 
-    let response = gateway.get("/users").bearer(&token).header("x-portcullis-subject", "admin").http2().send().await;
+    let response = gateway
+        .get("/users")
+        .bearer(&token)
+        .header("x-portcullis-subject", "admin")
+        .http2()
+        .send()
+        .await;
 
     assert_eq!(response.version, Version::HTTP_2);
     assert_eq!(response.status(), 200, "{}", response.text());
@@ -191,7 +327,11 @@ async fn h2c_prior_knowledge_served() {
     let requests = upstream.requests().await;
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].raw_values("x-portcullis-subject"), ["reader"]);
-    assert_eq!(requests[0].raw_values("host"), [gateway.address.to_string()], "the :authority becomes Host");
+    assert_eq!(
+        requests[0].raw_values("host"),
+        [gateway.address.to_string()],
+        "the :authority becomes Host"
+    );
 
     let rejected = gateway.get("/users").http2().send().await;
     assert_eq!(rejected.version, Version::HTTP_2);
@@ -207,22 +347,41 @@ async fn inflight_request_finishes_after_sigterm() {
     let token = provider.token("reader", "read:users").await;
 
     let slow = tokio::spawn(gateway.get("/faults/slow?ms=1500").bearer(&token).send());
-    eventually("the slow request reaches the upstream", Duration::from_secs(10), || async {
-        upstream.count().await == 1
-    })
+    eventually(
+        "the slow request reaches the upstream",
+        Duration::from_secs(10),
+        || async { upstream.count().await == 1 },
+    )
     .await;
 
     let signalled = Instant::now();
     gateway.terminate();
     let response = slow.await.expect("the request task completes");
-    assert_eq!(response.status(), 200, "the in-flight request: {}", response.text());
+    assert_eq!(
+        response.status(),
+        200,
+        "the in-flight request: {}",
+        response.text()
+    );
     assert_eq!(response.json(), json!({ "slept_ms": 1500 }));
 
-    let status = gateway.wait_for_exit(Duration::from_secs(10)).await.expect("the gateway exits within the 10s grace");
+    let status = gateway
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("the gateway exits within the 10s grace");
     assert!(status.success(), "the gateway exited with {status}");
     let elapsed = signalled.elapsed();
-    assert!(elapsed < Duration::from_secs(10), "the exit took {elapsed:?} after SIGTERM");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the exit took {elapsed:?} after SIGTERM"
+    );
     let logs = gateway.logs();
-    assert!(logs.contains("shutting down"), "no shutdown line in the logs");
-    assert!(!logs.contains("grace period over"), "connections were cut at the end of the grace period");
+    assert!(
+        logs.contains("shutting down"),
+        "no shutdown line in the logs"
+    );
+    assert!(
+        !logs.contains("grace period over"),
+        "connections were cut at the end of the grace period"
+    );
 }

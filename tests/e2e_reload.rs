@@ -24,18 +24,26 @@ async fn sighup_applies_valid_config() {
     let original = config_for(&upstream, &[&provider]).yaml();
     let gateway = Gateway::start(&original).await;
     let reader = provider.token("reader", "read:users").await;
-    assert_eq!(gateway.get("/users").bearer(&reader).send().await.status(), 200);
+    assert_eq!(
+        gateway.get("/users").bearer(&reader).send().await.status(),
+        200
+    );
 
     gateway.rewrite_config(&original.replacen(LIST_NEEDS_READ, LIST_NEEDS_WRITE, 1));
     gateway.hangup();
 
-    eventually("the new scope requirement applies", Duration::from_secs(10), || async {
-        gateway.get("/users").bearer(&reader).send().await.status() == 403
-    })
+    eventually(
+        "the new scope requirement applies",
+        Duration::from_secs(10),
+        || async { gateway.get("/users").bearer(&reader).send().await.status() == 403 },
+    )
     .await;
     let metrics = gateway.metrics().await;
     assert_eq!(metric(&metrics, "portcullis_config_generation", &[]), 2.0);
-    assert_eq!(metric(&metrics, "portcullis_config_last_reload_success", &[]), 1.0);
+    assert_eq!(
+        metric(&metrics, "portcullis_config_last_reload_success", &[]),
+        1.0
+    );
     assert!(gateway.logs().contains("configuration reloaded"));
 }
 
@@ -49,9 +57,11 @@ async fn file_change_reloads_without_signal() {
 
     gateway.rewrite_config(&original.replacen(LIST_NEEDS_READ, LIST_NEEDS_WRITE, 1));
 
-    eventually("the file change is picked up", Duration::from_secs(10), || async {
-        gateway.get("/users").bearer(&reader).send().await.status() == 403
-    })
+    eventually(
+        "the file change is picked up",
+        Duration::from_secs(10),
+        || async { gateway.get("/users").bearer(&reader).send().await.status() == 403 },
+    )
     .await;
 }
 
@@ -66,25 +76,45 @@ async fn invalid_config_keeps_last_good() {
     gateway.rewrite_config(&original.replacen("upstream: users", "upstream: userz", 1));
     gateway.hangup();
 
-    eventually("the rejected reload is counted", Duration::from_secs(10), || async {
-        let metrics = gateway.metrics().await;
-        metric(&metrics, "portcullis_config_reloads_total", &[("result", "failure")]) >= 1.0
-    })
+    eventually(
+        "the rejected reload is counted",
+        Duration::from_secs(10),
+        || async {
+            let metrics = gateway.metrics().await;
+            metric(
+                &metrics,
+                "portcullis_config_reloads_total",
+                &[("result", "failure")],
+            ) >= 1.0
+        },
+    )
     .await;
     let metrics = gateway.metrics().await;
-    assert_eq!(metric(&metrics, "portcullis_config_last_reload_success", &[]), 0.0);
+    assert_eq!(
+        metric(&metrics, "portcullis_config_last_reload_success", &[]),
+        0.0
+    );
     assert_eq!(metric(&metrics, "portcullis_config_generation", &[]), 1.0);
     let logs = gateway.logs();
     assert!(logs.contains("configuration reload rejected"), "{logs}");
-    assert!(logs.contains("no upstream named \\\"userz\\\""), "the problem itself was not logged: {logs}");
-    assert_eq!(gateway.get("/users").bearer(&reader).send().await.status(), 200, "the last good configuration stopped serving");
+    assert!(
+        logs.contains("no upstream named \\\"userz\\\""),
+        "the problem itself was not logged: {logs}"
+    );
+    assert_eq!(
+        gateway.get("/users").bearer(&reader).send().await.status(),
+        200,
+        "the last good configuration stopped serving"
+    );
 }
 
 #[tokio::test]
 async fn reloads_under_load_fail_no_request() {
     let upstream = Upstream::start();
     let provider = Provider::start(ProviderOptions::default());
-    let original = config_for(&upstream, &[&provider]).rate_limit(1_000_000, "1s").yaml();
+    let original = config_for(&upstream, &[&provider])
+        .rate_limit(1_000_000, "1s")
+        .yaml();
     let changed = original.replacen("max_body_bytes: 16KiB", "max_body_bytes: 32KiB", 1);
     let broken = original.replacen("methods: [GET] }", "methods: [FETCH] }", 1);
     let gateway = Arc::new(Gateway::start(&original).await);
@@ -94,7 +124,13 @@ async fn reloads_under_load_fail_no_request() {
     let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (gateway, reader, stop, served, failed) = (gateway.clone(), reader.clone(), stop.clone(), served.clone(), failed.clone());
+        let (gateway, reader, stop, served, failed) = (
+            gateway.clone(),
+            reader.clone(),
+            stop.clone(),
+            served.clone(),
+            failed.clone(),
+        );
         clients.push(tokio::spawn(async move {
             // Bounded: stops when the reloads are done, or after 2000 requests.
             for _ in 0..2000 {
@@ -102,7 +138,9 @@ async fn reloads_under_load_fail_no_request() {
                     break;
                 }
                 match gateway.get("/users").bearer(&reader).try_send().await {
-                    Ok(response) if response.status() == 200 => served.fetch_add(1, Ordering::Relaxed),
+                    Ok(response) if response.status() == 200 => {
+                        served.fetch_add(1, Ordering::Relaxed)
+                    }
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -124,9 +162,28 @@ async fn reloads_under_load_fail_no_request() {
         client.await.expect("a load task panicked");
     }
 
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
-    assert!(served.load(Ordering::Relaxed) > 100, "too little load to mean anything");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > 100,
+        "too little load to mean anything"
+    );
     let metrics = gateway.metrics().await;
-    assert!(metric(&metrics, "portcullis_config_reloads_total", &[("result", "failure")]) >= 4.0);
-    assert!(metric(&metrics, "portcullis_config_reloads_total", &[("result", "success")]) >= 8.0);
+    assert!(
+        metric(
+            &metrics,
+            "portcullis_config_reloads_total",
+            &[("result", "failure")]
+        ) >= 4.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "portcullis_config_reloads_total",
+            &[("result", "success")]
+        ) >= 8.0
+    );
 }

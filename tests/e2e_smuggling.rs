@@ -47,7 +47,11 @@ enum Expect {
     /// Forwarded once: the client gets `status`, the upstream received
     /// exactly `url` (canonical path and query) and, for the echo route,
     /// a body of `body_length` bytes.
-    Forwarded { status: u16, url: &'static str, body_length: Option<u64> },
+    Forwarded {
+        status: u16,
+        url: &'static str,
+        body_length: Option<u64>,
+    },
     /// The body breaks off while it streams to the upstream: 400 with
     /// this reason and the connection closed. The upstream may have received
     /// the head and the chunks before the bad one, as one aborted request.
@@ -55,7 +59,11 @@ enum Expect {
     /// Like `Forwarded`, and the gateway closes the connection after the
     /// response, as it must after normalizing `Content-Length` together with
     /// `Transfer-Encoding: chunked`.
-    ForwardedThenClosed { status: u16, url: &'static str, body_length: Option<u64> },
+    ForwardedThenClosed {
+        status: u16,
+        url: &'static str,
+        body_length: Option<u64>,
+    },
 }
 
 /// (description, request bytes with placeholders, expected outcome)
@@ -222,7 +230,12 @@ async fn start() -> Setup {
     let config = config_for(&upstream, &[&provider]).rate_limit(100_000, "1m");
     let gateway = Gateway::start(&config.yaml()).await;
     let token = provider.token("reader", "read:users").await;
-    Setup { upstream, _provider: provider, gateway, token }
+    Setup {
+        upstream,
+        _provider: provider,
+        gateway,
+        token,
+    }
 }
 
 #[tokio::test]
@@ -247,7 +260,10 @@ async fn path_forwarded_only_canonical() {
 async fn desync_guardian_cases_hold() {
     let setup = start().await;
     run_cases(&setup, "desync", DESYNC_CASES).await;
-    println!("desync: {} cases written after http_desync_guardian 0.1.3", DESYNC_CASES.len());
+    println!(
+        "desync: {} cases written after http_desync_guardian 0.1.3",
+        DESYNC_CASES.len()
+    );
 }
 
 #[tokio::test]
@@ -257,7 +273,11 @@ async fn oversized_heads_get_431() {
 
     // (description, extra header lines, expected status)
     let cases = [
-        ("header block of 17 KiB", vec![format!("X-Pad: {}", "a".repeat(17 * 1024))], 431),
+        (
+            "header block of 17 KiB",
+            vec![format!("X-Pad: {}", "a".repeat(17 * 1024))],
+            431,
+        ),
         ("101 header fields", numbered_headers(99), 431),
         ("exactly 100 header fields", numbered_headers(98), 200),
     ];
@@ -276,18 +296,31 @@ async fn oversized_heads_get_431() {
         assert_eq!(response.status, status, "{description}: status");
         let seen = setup.upstream.requests().await;
         let expected_forwards = usize::from(status == 200);
-        assert_eq!(seen.len(), expected_forwards, "{description}: requests the upstream received");
+        assert_eq!(
+            seen.len(),
+            expected_forwards,
+            "{description}: requests the upstream received"
+        );
         if status != 200 {
             assert!(exchange.closed, "{description}: the connection stayed open");
-            assert!(response.body.is_empty(), "{description}: the parser's rejection has a body");
+            assert!(
+                response.body.is_empty(),
+                "{description}: the parser's rejection has a body"
+            );
         }
-        println!("limits | {description} | {} | upstream saw {}", response.status, seen.len());
+        println!(
+            "limits | {description} | {} | upstream saw {}",
+            response.status,
+            seen.len()
+        );
     }
 }
 
 /// Returns `count` distinct header lines.
 fn numbered_headers(count: usize) -> Vec<String> {
-    (0..count).map(|index| format!("X-Field-{index}: {index}")).collect()
+    (0..count)
+        .map(|index| format!("X-Field-{index}: {index}"))
+        .collect()
 }
 
 #[tokio::test]
@@ -299,9 +332,19 @@ async fn pipelined_requests_each_forwarded() {
 
     // The control for every hidden-request case: two complete requests on
     // one connection both get a response and are both forwarded, in order.
-    let statuses: Vec<u16> = exchange.responses.iter().map(|response| response.status).collect();
+    let statuses: Vec<u16> = exchange
+        .responses
+        .iter()
+        .map(|response| response.status)
+        .collect();
     assert_eq!(statuses, [200, 200], "two pipelined requests");
-    let urls: Vec<String> = setup.upstream.requests().await.into_iter().map(|request| request.url).collect();
+    let urls: Vec<String> = setup
+        .upstream
+        .requests()
+        .await
+        .into_iter()
+        .map(|request| request.url)
+        .collect();
     assert_eq!(urls, ["/users/1", "/users/2"]);
 }
 
@@ -311,22 +354,45 @@ async fn truncated_body_counted_as_client_error() {
     let head = format!("POST /faults/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nContent-Length: 10\r\n\r\nhello", setup.token);
 
     // The client ends its side after 5 of 10 declared bytes.
-    let mut stream = TcpStream::connect(setup.gateway.address).await.expect("connecting to the gateway");
-    stream.write_all(head.as_bytes()).await.expect("writing the truncated request");
+    let mut stream = TcpStream::connect(setup.gateway.address)
+        .await
+        .expect("connecting to the gateway");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("writing the truncated request");
     stream.shutdown().await.expect("closing the write side");
     let mut received = Vec::new();
     let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut received)).await;
-    assert!(read.is_ok(), "the gateway kept the connection open for {EXCHANGE_TIMEOUT:?}");
+    assert!(
+        read.is_ok(),
+        "the gateway kept the connection open for {EXCHANGE_TIMEOUT:?}"
+    );
 
-    common::eventually("the truncated body is counted as a denial", Duration::from_secs(5), || async {
-        let metrics = setup.gateway.metrics().await;
-        metrics.value("portcullis_denials_total", &[("reason", "request_invalid_body")]) == 1.0
-    })
+    common::eventually(
+        "the truncated body is counted as a denial",
+        Duration::from_secs(5),
+        || async {
+            let metrics = setup.gateway.metrics().await;
+            metrics.value(
+                "portcullis_denials_total",
+                &[("reason", "request_invalid_body")],
+            ) == 1.0
+        },
+    )
     .await;
     let metrics = setup.gateway.metrics().await;
-    assert_eq!(metrics.value("portcullis_upstream_errors_total", &[]), 0.0, "the client's truncated body was counted as an upstream failure");
+    assert_eq!(
+        metrics.value("portcullis_upstream_errors_total", &[]),
+        0.0,
+        "the client's truncated body was counted as an upstream failure"
+    );
     let seen = setup.upstream.requests().await;
-    assert!(seen.len() <= 1, "the upstream received {} requests", seen.len());
+    assert!(
+        seen.len() <= 1,
+        "the upstream received {} requests",
+        seen.len()
+    );
 }
 
 /// Sends every case on its own connection and checks it; collects every
@@ -339,27 +405,60 @@ async fn run_cases(setup: &Setup, group: &str, cases: &[Case]) {
         let exchange = exchange(setup.gateway.address, &fill(template, setup), closes).await;
         let seen = setup.upstream.requests().await;
 
-        println!("{group} | {description} | {} | {}", exchange.summary(), upstream_summary(&seen));
+        println!(
+            "{group} | {description} | {} | {}",
+            exchange.summary(),
+            upstream_summary(&seen)
+        );
         if let Err(failure) = check_case(&exchange, &seen, *expect) {
             failures.push(format!("{description}: {failure}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} {group} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} {group} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 
     let health = setup.gateway.readyz().await;
-    assert_eq!(health.status(), 200, "the gateway is not ready after the {group} cases");
-    let upstream_errors = setup.gateway.metrics().await.value("portcullis_upstream_errors_total", &[]);
-    assert_eq!(upstream_errors, 0.0, "a client's {group} case was counted as an upstream failure");
+    assert_eq!(
+        health.status(),
+        200,
+        "the gateway is not ready after the {group} cases"
+    );
+    let upstream_errors = setup
+        .gateway
+        .metrics()
+        .await
+        .value("portcullis_upstream_errors_total", &[]);
+    assert_eq!(
+        upstream_errors, 0.0,
+        "a client's {group} case was counted as an upstream failure"
+    );
 }
 
 /// Checks one case's exchange and what the upstream received.
 fn check_case(exchange: &Exchange, seen: &[RecordedRequest], expect: Expect) -> Result<(), String> {
-    if let Some(hidden) = seen.iter().find(|request| request.url.contains(SMUGGLED_MARK)) {
-        return Err(format!("a hidden request reached the upstream: {} {}", hidden.method, hidden.url));
+    if let Some(hidden) = seen
+        .iter()
+        .find(|request| request.url.contains(SMUGGLED_MARK))
+    {
+        return Err(format!(
+            "a hidden request reached the upstream: {} {}",
+            hidden.method, hidden.url
+        ));
     }
     let response = match exchange.responses.as_slice() {
         [response] => response,
-        responses => return Err(format!("expected one response, got {}: {}", responses.len(), exchange.summary())),
+        responses => {
+            return Err(format!(
+                "expected one response, got {}: {}",
+                responses.len(),
+                exchange.summary()
+            ))
+        }
     };
 
     match expect {
@@ -372,7 +471,11 @@ fn check_case(exchange: &Exchange, seen: &[RecordedRequest], expect: Expect) -> 
         GatewayRejects(status, reason) => {
             expect_equal("status", response.status, status)?;
             expect_equal("reason", response.reason().as_deref(), Some(reason))?;
-            expect_equal("content type", response.header("content-type"), Some("application/problem+json"))?;
+            expect_equal(
+                "content type",
+                response.header("content-type"),
+                Some("application/problem+json"),
+            )?;
             if status == 400 {
                 expect_equal("connection closed", exchange.closed, true)?;
             }
@@ -383,39 +486,70 @@ fn check_case(exchange: &Exchange, seen: &[RecordedRequest], expect: Expect) -> 
             expect_equal("reason", response.reason().as_deref(), Some(reason))?;
             expect_equal("connection closed", exchange.closed, true)?;
             if seen.len() > 1 {
-                return Err(format!("the upstream received {} requests, expected at most 1", seen.len()));
+                return Err(format!(
+                    "the upstream received {} requests, expected at most 1",
+                    seen.len()
+                ));
             }
             Ok(())
         }
-        Forwarded { status, url, body_length } => check_forwarded(response, seen, status, url, body_length),
-        ForwardedThenClosed { status, url, body_length } => {
+        Forwarded {
+            status,
+            url,
+            body_length,
+        } => check_forwarded(response, seen, status, url, body_length),
+        ForwardedThenClosed {
+            status,
+            url,
+            body_length,
+        } => {
             expect_equal("connection closed", exchange.closed, true)?;
             check_forwarded(response, seen, status, url, body_length)
         }
     }
 }
 
-fn check_forwarded(response: &WireResponse, seen: &[RecordedRequest], status: u16, url: &str, body_length: Option<u64>) -> Result<(), String> {
+fn check_forwarded(
+    response: &WireResponse,
+    seen: &[RecordedRequest],
+    status: u16,
+    url: &str,
+    body_length: Option<u64>,
+) -> Result<(), String> {
     expect_equal("status", response.status, status)?;
     let request = match seen {
         [request] => request,
-        _ => return Err(format!("the upstream received {} requests, expected 1: {}", seen.len(), upstream_summary(seen))),
+        _ => {
+            return Err(format!(
+                "the upstream received {} requests, expected 1: {}",
+                seen.len(),
+                upstream_summary(seen)
+            ))
+        }
     };
     expect_equal("upstream URL", request.url.as_str(), url)?;
 
     let lengths = request.raw_values("content-length");
     let codings = request.raw_values("transfer-encoding");
     if lengths.len() > 1 || (!lengths.is_empty() && !codings.is_empty()) {
-        return Err(format!("ambiguous upstream framing: content-length {lengths:?}, transfer-encoding {codings:?}"));
+        return Err(format!(
+            "ambiguous upstream framing: content-length {lengths:?}, transfer-encoding {codings:?}"
+        ));
     }
     if let Some(expected) = body_length {
-        let echoed = response.json().and_then(|body| body["body_length"].as_u64());
+        let echoed = response
+            .json()
+            .and_then(|body| body["body_length"].as_u64());
         expect_equal("body length the upstream read", echoed, Some(expected))?;
     }
     Ok(())
 }
 
-fn expect_equal<T: PartialEq + std::fmt::Debug>(what: &str, actual: T, expected: T) -> Result<(), String> {
+fn expect_equal<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    actual: T,
+    expected: T,
+) -> Result<(), String> {
     if actual == expected {
         Ok(())
     } else {
@@ -433,10 +567,18 @@ fn upstream_summary(seen: &[RecordedRequest]) -> String {
             let framing: Vec<String> = request
                 .raw_headers
                 .iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding"))
+                .filter(|(name, _)| {
+                    name.eq_ignore_ascii_case("content-length")
+                        || name.eq_ignore_ascii_case("transfer-encoding")
+                })
                 .map(|(name, value)| format!("{}: {value}", name.to_ascii_lowercase()))
                 .collect();
-            format!("{} {} [{}]", request.method, request.url, framing.join(", "))
+            format!(
+                "{} {} [{}]",
+                request.method,
+                request.url,
+                framing.join(", ")
+            )
         })
         .collect();
     format!("upstream saw {}", requests.join("; "))
@@ -477,7 +619,12 @@ struct Exchange {
 impl Exchange {
     /// Returns the only response, or panics naming the case.
     fn only_response(&self, case: &str) -> &WireResponse {
-        assert_eq!(self.responses.len(), 1, "{case}: expected one response: {}", self.summary());
+        assert_eq!(
+            self.responses.len(),
+            1,
+            "{case}: expected one response: {}",
+            self.summary()
+        );
         &self.responses[0]
     }
 
@@ -494,9 +641,16 @@ impl Exchange {
             parts.push("no response".to_string());
         }
         if !self.trailing.is_empty() {
-            parts.push(format!("{} bytes that are no response", self.trailing.len()));
+            parts.push(format!(
+                "{} bytes that are no response",
+                self.trailing.len()
+            ));
         }
-        parts.push(if self.closed { "closed".to_string() } else { "kept open".to_string() });
+        parts.push(if self.closed {
+            "closed".to_string()
+        } else {
+            "kept open".to_string()
+        });
         parts.join(", ")
     }
 }
@@ -511,7 +665,10 @@ struct WireResponse {
 
 impl WireResponse {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(header, _)| header == name).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
     }
 
     fn json(&self) -> Option<serde_json::Value> {
@@ -547,7 +704,11 @@ async fn exchange(address: SocketAddr, request: &[u8], until_closed: bool) -> Ex
             break;
         }
         let complete = !parse_responses(&received, false).0.is_empty();
-        let wait = if complete && !until_closed { QUIET_PERIOD.min(deadline - now) } else { deadline - now };
+        let wait = if complete && !until_closed {
+            QUIET_PERIOD.min(deadline - now)
+        } else {
+            deadline - now
+        };
         match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 closed = true;
@@ -559,7 +720,11 @@ async fn exchange(address: SocketAddr, request: &[u8], until_closed: bool) -> Ex
     }
 
     let (responses, consumed) = parse_responses(&received, closed);
-    Exchange { responses, closed, trailing: received[consumed..].to_vec() }
+    Exchange {
+        responses,
+        closed,
+        trailing: received[consumed..].to_vec(),
+    }
 }
 
 /// Parses complete responses from the start of `bytes`. A response without
@@ -580,18 +745,30 @@ fn parse_response(bytes: &[u8], at_end: bool) -> Option<(WireResponse, usize)> {
     let head_end = bytes.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
     let mut lines = head.split("\r\n");
-    let status = lines.next()?.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let status = lines
+        .next()?
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    let header = |name: &str| headers.iter().find(|(header, _)| header == name).map(|(_, value)| value.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.clone())
+    };
 
     let rest = &bytes[head_end..];
     let (body, body_length) = if let Some(length) = header("content-length") {
         let length: usize = length.parse().ok()?;
         (rest.get(..length)?.to_vec(), length)
-    } else if header("transfer-encoding").is_some_and(|coding| coding.eq_ignore_ascii_case("chunked")) {
+    } else if header("transfer-encoding")
+        .is_some_and(|coding| coding.eq_ignore_ascii_case("chunked"))
+    {
         decode_chunked(rest)?
     } else if status == 204 || status == 304 {
         (Vec::new(), 0)
@@ -600,7 +777,14 @@ fn parse_response(bytes: &[u8], at_end: bool) -> Option<(WireResponse, usize)> {
     } else {
         return None;
     };
-    Some((WireResponse { status, headers, body }, head_end + body_length))
+    Some((
+        WireResponse {
+            status,
+            headers,
+            body,
+        },
+        head_end + body_length,
+    ))
 }
 
 /// Decodes a complete chunked body without trailers. Returns the body and
@@ -609,12 +793,18 @@ fn decode_chunked(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut body = Vec::new();
     let mut offset = 0;
     loop {
-        let line_end = offset + bytes[offset..].windows(2).position(|window| window == b"\r\n")?;
+        let line_end = offset
+            + bytes[offset..]
+                .windows(2)
+                .position(|window| window == b"\r\n")?;
         let size_text = std::str::from_utf8(&bytes[offset..line_end]).ok()?;
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
         offset = line_end + 2;
         if size == 0 {
-            return bytes.get(offset..offset + 2).filter(|end| *end == b"\r\n").map(|_| (body, offset + 2));
+            return bytes
+                .get(offset..offset + 2)
+                .filter(|end| *end == b"\r\n")
+                .map(|_| (body, offset + 2));
         }
         body.extend_from_slice(bytes.get(offset..offset + size)?);
         offset += size + 2;

@@ -41,15 +41,30 @@ async fn idle_connection_closed() {
     let yaml = with_timeouts(config_for(&upstream, &[&provider]).yaml(), "5s", "1s");
     let gateway = Gateway::start(&yaml).await;
 
-    let mut stream = TcpStream::connect(gateway.address).await.expect("connecting");
-    stream.write_all(b"GET /users HTTP/1.1\r\nHost: gw\r\n\r\n").await.expect("writing");
+    let mut stream = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+    stream
+        .write_all(b"GET /users HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("writing");
     let mut response = vec![0u8; 1024];
-    let read = stream.read(&mut response).await.expect("reading the response");
-    assert!(response[..read].starts_with(b"HTTP/1.1 401"), "{}", String::from_utf8_lossy(&response[..read]));
+    let read = stream
+        .read(&mut response)
+        .await
+        .expect("reading the response");
+    assert!(
+        response[..read].starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&response[..read])
+    );
 
     let closed_after = time_until_closed(&mut stream, Duration::from_secs(6)).await;
     let closed_after = closed_after.expect("the idle connection was not closed within 6s");
-    assert!(closed_after >= Duration::from_millis(900), "closed too early: {closed_after:?}");
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed too early: {closed_after:?}"
+    );
 }
 
 #[tokio::test]
@@ -59,8 +74,13 @@ async fn slow_headers_cut_off() {
     let yaml = with_timeouts(config_for(&upstream, &[&provider]).yaml(), "1s", "60s");
     let gateway = Gateway::start(&yaml).await;
 
-    let mut stream = TcpStream::connect(gateway.address).await.expect("connecting");
-    stream.write_all(b"GET /users HTTP/1.1\r\nHost: gw\r\nX-Slow: ").await.expect("writing");
+    let mut stream = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+    stream
+        .write_all(b"GET /users HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
+        .await
+        .expect("writing");
     // Keep sending a byte now and then without ever ending the headers.
     let started = Instant::now();
     let mut closed = false;
@@ -79,7 +99,14 @@ async fn slow_headers_cut_off() {
             _ => {}
         }
     }
-    assert!(closed, "a request whose headers never end was kept open for 5s");
-    assert!(started.elapsed() < Duration::from_secs(4), "cut off only after {:?}", started.elapsed());
+    assert!(
+        closed,
+        "a request whose headers never end was kept open for 5s"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
     assert_eq!(upstream.count().await, 0);
 }

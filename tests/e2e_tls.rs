@@ -55,17 +55,46 @@ impl Certificate {
     /// Runs `openssl req -x509`. Returns `None`, after printing why, when
     /// the `openssl` CLI is not installed.
     fn generate() -> Option<Certificate> {
-        if Command::new("openssl").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        if Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
             println!("skipped: the openssl CLI is not installed, and the TLS tests need it to make a certificate");
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("portcullis-e2e-tls-").tempdir().expect("creating a temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-tls-")
+            .tempdir()
+            .expect("creating a temporary directory");
         let certificate = dir.path().join("certificate.pem");
         let key = dir.path().join("key.pem");
         let output = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-            .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ])
+            .args([
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -73,14 +102,25 @@ impl Certificate {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run openssl req: {e}"));
-        assert!(output.status.success(), "openssl req failed with {}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "openssl req failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
 
-        let pem = std::fs::read(&certificate).unwrap_or_else(|e| panic!("cannot read {}: {e}", certificate.display()));
+        let pem = std::fs::read(&certificate)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", certificate.display()));
         let der = rustls_pemfile::certs(&mut pem.as_slice())
             .next()
             .expect("openssl wrote a CERTIFICATE block")
             .expect("the certificate PEM is valid");
-        Some(Certificate { _dir: dir, certificate, key, der })
+        Some(Certificate {
+            _dir: dir,
+            certificate,
+            key,
+            der,
+        })
     }
 }
 
@@ -104,14 +144,26 @@ async fn start(min_version: Option<&str>) -> Option<Setup> {
         .request_header_timeout(&format!("{}ms", HEADER_TIMEOUT.as_millis()));
     let gateway = Gateway::start(&config.yaml()).await;
     let token = provider.token("reader", "read:users").await;
-    Some(Setup { upstream, _provider: provider, gateway, certificate, token })
+    Some(Setup {
+        upstream,
+        _provider: provider,
+        gateway,
+        certificate,
+        token,
+    })
 }
 
 /// Builds a client configuration that trusts exactly `certificate` and
 /// offers `versions` and the ALPN protocols `alpn`.
-fn client_config(certificate: &Certificate, versions: &[&'static SupportedProtocolVersion], alpn: &[&[u8]]) -> Arc<ClientConfig> {
+fn client_config(
+    certificate: &Certificate,
+    versions: &[&'static SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    roots.add(certificate.der.clone()).expect("the self-signed certificate is a usable trust anchor");
+    roots
+        .add(certificate.der.clone())
+        .expect("the self-signed certificate is a usable trust anchor");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
@@ -123,15 +175,27 @@ fn client_config(certificate: &Certificate, versions: &[&'static SupportedProtoc
 }
 
 /// Connects and completes the TLS handshake, or returns why it failed.
-async fn handshake(address: SocketAddr, config: Arc<ClientConfig>) -> Result<TlsStream<TcpStream>, String> {
+async fn handshake(
+    address: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, String> {
     let connect = async {
-        let tcp = TcpStream::connect(address).await.map_err(|e| format!("connect: {e}"))?;
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
-        TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("TLS handshake: {e}"))
+        TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))
     };
     tokio::time::timeout(EXCHANGE_TIMEOUT, connect)
         .await
-        .unwrap_or_else(|_| Err(format!("the TLS handshake did not finish within {EXCHANGE_TIMEOUT:?}")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the TLS handshake did not finish within {EXCHANGE_TIMEOUT:?}"
+            ))
+        })
 }
 
 /// A whole response over TLS.
@@ -150,9 +214,18 @@ impl TlsResponse {
 
 /// Sends `GET path` on an established TLS stream, with HTTP/2 when ALPN
 /// chose `h2` and HTTP/1.1 otherwise, and reads the whole response.
-async fn get(stream: TlsStream<TcpStream>, address: SocketAddr, path: &str, token: Option<&str>) -> TlsResponse {
+async fn get(
+    stream: TlsStream<TcpStream>,
+    address: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> TlsResponse {
     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let uri = if http2 { format!("https://{SERVER_NAME}:{}{path}", address.port()) } else { path.to_string() };
+    let uri = if http2 {
+        format!("https://{SERVER_NAME}:{}{path}", address.port())
+    } else {
+        path.to_string()
+    };
     let mut request = Request::builder().method(Method::GET).uri(uri);
     if !http2 {
         request = request.header("host", format!("{SERVER_NAME}:{}", address.port()));
@@ -160,23 +233,39 @@ async fn get(stream: TlsStream<TcpStream>, address: SocketAddr, path: &str, toke
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
-    let request = request.body(Empty::<Bytes>::new()).expect("the request parts are valid");
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .expect("the request parts are valid");
 
     let exchange = async {
         let io = TokioIo::new(stream);
         let response = if http2 {
-            let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.expect("HTTP/2 handshake");
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .expect("HTTP/2 handshake");
             tokio::spawn(connection);
             sender.send_request(request).await
         } else {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.expect("HTTP/1.1 handshake");
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("HTTP/1.1 handshake");
             tokio::spawn(connection);
             sender.send_request(request).await
         }
         .unwrap_or_else(|e| panic!("GET {path} over TLS failed: {e}"));
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap_or_else(|e| panic!("reading the body of GET {path}: {e}")).to_bytes();
-        TlsResponse { status: parts.status, version: parts.version, headers: parts.headers, body }
+        let body = body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("reading the body of GET {path}: {e}"))
+            .to_bytes();
+        TlsResponse {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
     };
     tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
         .await
@@ -185,41 +274,85 @@ async fn get(stream: TlsStream<TcpStream>, address: SocketAddr, path: &str, toke
 
 #[tokio::test]
 async fn https_http1_served_with_hsts() {
-    let Some(setup) = start(None).await else { return };
+    let Some(setup) = start(None).await else {
+        return;
+    };
     let address = setup.gateway.address;
     let config = client_config(&setup.certificate, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
 
-    let stream = handshake(address, config.clone()).await.expect("a TLS 1.3 client with ALPN http/1.1 is accepted");
-    assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3), "negotiated version");
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]), "negotiated ALPN");
+    let stream = handshake(address, config.clone())
+        .await
+        .expect("a TLS 1.3 client with ALPN http/1.1 is accepted");
+    assert_eq!(
+        stream.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3),
+        "negotiated version"
+    );
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "negotiated ALPN"
+    );
     let response = get(stream, address, "/users", Some(&setup.token)).await;
 
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     assert_eq!(response.version, Version::HTTP_11);
     assert_eq!(response.header("strict-transport-security"), Some(HSTS));
     let requests = setup.upstream.requests().await;
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].raw_values("x-forwarded-proto"), ["https"], "the upstream learns the client used TLS");
+    assert_eq!(
+        requests[0].raw_values("x-forwarded-proto"),
+        ["https"],
+        "the upstream learns the client used TLS"
+    );
 
     // The gateway's own rejections carry HSTS too.
-    let stream = handshake(address, config).await.expect("a second TLS connection");
+    let stream = handshake(address, config)
+        .await
+        .expect("a second TLS connection");
     let rejected = get(stream, address, "/users", None).await;
     assert_eq!(rejected.status, 401);
-    assert_eq!(rejected.header("strict-transport-security"), Some(HSTS), "HSTS on a 401");
+    assert_eq!(
+        rejected.header("strict-transport-security"),
+        Some(HSTS),
+        "HSTS on a 401"
+    );
 }
 
 #[tokio::test]
 async fn alpn_h2_negotiates_http2() {
-    let Some(setup) = start(None).await else { return };
+    let Some(setup) = start(None).await else {
+        return;
+    };
     let address = setup.gateway.address;
-    let config = client_config(&setup.certificate, rustls::DEFAULT_VERSIONS, &[b"h2", b"http/1.1"]);
+    let config = client_config(
+        &setup.certificate,
+        rustls::DEFAULT_VERSIONS,
+        &[b"h2", b"http/1.1"],
+    );
 
-    let stream = handshake(address, config).await.expect("a client offering h2 is accepted");
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the server picks h2 when offered first");
+    let stream = handshake(address, config)
+        .await
+        .expect("a client offering h2 is accepted");
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server picks h2 when offered first"
+    );
     let response = get(stream, address, "/users", Some(&setup.token)).await;
 
     assert_eq!(response.version, Version::HTTP_2);
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     assert_eq!(response.header("strict-transport-security"), Some(HSTS));
     let requests = setup.upstream.requests().await;
     assert_eq!(requests.len(), 1);
@@ -229,24 +362,40 @@ async fn alpn_h2_negotiates_http2() {
 
 #[tokio::test]
 async fn legacy_tls_versions_rejected() {
-    let Some(setup) = start(None).await else { return };
+    let Some(setup) = start(None).await else {
+        return;
+    };
     let address = setup.gateway.address;
 
     let control = s_client(address, "-tls1_2").await;
-    assert!(control.established, "the openssl client failed even with TLS 1.2, so its rejections below prove nothing:\n{}", control.output);
+    assert!(
+        control.established,
+        "the openssl client failed even with TLS 1.2, so its rejections below prove nothing:\n{}",
+        control.output
+    );
 
     // (description, s_client flag)
     let cases = [("TLS 1.1", "-tls1_1"), ("TLS 1.0", "-tls1")];
     for (description, flag) in cases {
         let failures_before = handshake_failures(&setup.gateway);
         let run = s_client(address, flag).await;
-        assert!(!run.established, "{description} was accepted:\n{}", run.output);
-        assert!(!run.success, "openssl s_client {flag} exited successfully:\n{}", run.output);
+        assert!(
+            !run.established,
+            "{description} was accepted:\n{}",
+            run.output
+        );
+        assert!(
+            !run.success,
+            "openssl s_client {flag} exited successfully:\n{}",
+            run.output
+        );
         // The gateway logged the failed handshake, so the rejection came from
         // the server and not from the local OpenSSL configuration.
-        eventually(&format!("the gateway logs the failed {description} handshake"), Duration::from_secs(5), || async {
-            handshake_failures(&setup.gateway) > failures_before
-        })
+        eventually(
+            &format!("the gateway logs the failed {description} handshake"),
+            Duration::from_secs(5),
+            || async { handshake_failures(&setup.gateway) > failures_before },
+        )
         .await;
     }
     assert_eq!(setup.upstream.count().await, 0);
@@ -254,45 +403,96 @@ async fn legacy_tls_versions_rejected() {
 
 #[tokio::test]
 async fn min_version_13_rejects_tls12() {
-    let Some(setup) = start(Some("1.3")).await else { return };
+    let Some(setup) = start(Some("1.3")).await else {
+        return;
+    };
     let address = setup.gateway.address;
 
-    let tls12_only = client_config(&setup.certificate, &[&rustls::version::TLS12], &[b"http/1.1"]);
+    let tls12_only = client_config(
+        &setup.certificate,
+        &[&rustls::version::TLS12],
+        &[b"http/1.1"],
+    );
     let tls12_handshake = handshake(address, tls12_only).await;
-    assert!(tls12_handshake.is_err(), "a TLS 1.2-only client completed a handshake");
+    assert!(
+        tls12_handshake.is_err(),
+        "a TLS 1.2-only client completed a handshake"
+    );
     let openssl = s_client(address, "-tls1_2").await;
-    assert!(!openssl.established, "openssl with TLS 1.2 was accepted:\n{}", openssl.output);
+    assert!(
+        !openssl.established,
+        "openssl with TLS 1.2 was accepted:\n{}",
+        openssl.output
+    );
 
-    let tls13_only = client_config(&setup.certificate, &[&rustls::version::TLS13], &[b"http/1.1"]);
-    let stream = handshake(address, tls13_only).await.expect("a TLS 1.3 client is accepted");
+    let tls13_only = client_config(
+        &setup.certificate,
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+    );
+    let stream = handshake(address, tls13_only)
+        .await
+        .expect("a TLS 1.3 client is accepted");
     let response = get(stream, address, "/users", Some(&setup.token)).await;
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     assert_eq!(setup.upstream.count().await, 1);
 }
 
 #[tokio::test]
 async fn plain_http_to_tls_port_closed() {
-    let Some(setup) = start(None).await else { return };
+    let Some(setup) = start(None).await else {
+        return;
+    };
     let address = setup.gateway.address;
-    let request = format!("GET /users HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n", setup.token);
+    let request = format!(
+        "GET /users HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+        setup.token
+    );
 
     let started = Instant::now();
-    let (received, closed) = read_until_closed(address, request.as_bytes(), HEADER_TIMEOUT + TIMEOUT_SLACK).await;
+    let (received, closed) =
+        read_until_closed(address, request.as_bytes(), HEADER_TIMEOUT + TIMEOUT_SLACK).await;
 
-    assert!(closed, "the connection stayed open for {:?}", started.elapsed());
-    assert!(!received.starts_with(b"HTTP/"), "plain HTTP got an HTTP response: {}", String::from_utf8_lossy(&received));
-    assert_eq!(setup.upstream.count().await, 0, "plain HTTP reached the upstream");
+    assert!(
+        closed,
+        "the connection stayed open for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !received.starts_with(b"HTTP/"),
+        "plain HTTP got an HTTP response: {}",
+        String::from_utf8_lossy(&received)
+    );
+    assert_eq!(
+        setup.upstream.count().await,
+        0,
+        "plain HTTP reached the upstream"
+    );
 
     // The gateway still serves TLS clients.
     let config = client_config(&setup.certificate, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
-    let stream = handshake(address, config).await.expect("a TLS client after the plain one");
+    let stream = handshake(address, config)
+        .await
+        .expect("a TLS client after the plain one");
     let response = get(stream, address, "/users", Some(&setup.token)).await;
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
 }
 
 #[tokio::test]
 async fn stalled_handshake_closed_after_header_timeout() {
-    let Some(setup) = start(None).await else { return };
+    let Some(setup) = start(None).await else {
+        return;
+    };
     let address = setup.gateway.address;
 
     // (description, bytes sent before stalling)
@@ -302,27 +502,47 @@ async fn stalled_handshake_closed_after_header_timeout() {
     ];
     for (description, sent) in cases {
         let started = Instant::now();
-        let (received, closed) = read_until_closed(address, sent, HEADER_TIMEOUT + TIMEOUT_SLACK).await;
+        let (received, closed) =
+            read_until_closed(address, sent, HEADER_TIMEOUT + TIMEOUT_SLACK).await;
         let elapsed = started.elapsed();
 
         assert!(closed, "{description}: still open after {elapsed:?}");
-        assert!(received.is_empty(), "{description}: the server sent {} bytes", received.len());
-        assert!(elapsed >= HEADER_TIMEOUT - Duration::from_millis(100), "{description}: closed after {elapsed:?}, before the timeout");
+        assert!(
+            received.is_empty(),
+            "{description}: the server sent {} bytes",
+            received.len()
+        );
+        assert!(
+            elapsed >= HEADER_TIMEOUT - Duration::from_millis(100),
+            "{description}: closed after {elapsed:?}, before the timeout"
+        );
     }
 
     let config = client_config(&setup.certificate, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
-    let stream = handshake(address, config).await.expect("a TLS client after the stalled ones");
+    let stream = handshake(address, config)
+        .await
+        .expect("a TLS client after the stalled ones");
     let response = get(stream, address, "/users", Some(&setup.token)).await;
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
 }
 
 /// Writes `bytes` (possibly none), then reads until the server closes the
 /// connection or `limit` passes. Returns what was read and whether it closed.
 async fn read_until_closed(address: SocketAddr, bytes: &[u8], limit: Duration) -> (Vec<u8>, bool) {
     let deadline = Instant::now() + limit;
-    let mut stream = TcpStream::connect(address).await.unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    let mut stream = TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
     if !bytes.is_empty() {
-        stream.write_all(bytes).await.unwrap_or_else(|e| panic!("writing to {address}: {e}"));
+        stream
+            .write_all(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("writing to {address}: {e}"));
     }
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -356,7 +576,15 @@ struct SClientRun {
 /// is the server's.
 async fn s_client(address: SocketAddr, version_flag: &str) -> SClientRun {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-brief", "-connect", &address.to_string(), "-servername", SERVER_NAME, version_flag])
+        .args([
+            "s_client",
+            "-brief",
+            "-connect",
+            &address.to_string(),
+            "-servername",
+            SERVER_NAME,
+            version_flag,
+        ])
         .args(["-cipher", "DEFAULT@SECLEVEL=0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -365,7 +593,11 @@ async fn s_client(address: SocketAddr, version_flag: &str) -> SClientRun {
         .unwrap_or_else(|e| panic!("cannot run openssl s_client: {e}"));
 
     let deadline = Instant::now() + OPENSSL_TIMEOUT;
-    while child.try_wait().expect("polling openssl s_client").is_none() {
+    while child
+        .try_wait()
+        .expect("polling openssl s_client")
+        .is_none()
+    {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
@@ -373,7 +605,17 @@ async fn s_client(address: SocketAddr, version_flag: &str) -> SClientRun {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let output = child.wait_with_output().expect("collecting the openssl output");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    SClientRun { success: output.status.success(), established: text.contains("CONNECTION ESTABLISHED"), output: text }
+    let output = child
+        .wait_with_output()
+        .expect("collecting the openssl output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    SClientRun {
+        success: output.status.success(),
+        established: text.contains("CONNECTION ESTABLISHED"),
+        output: text,
+    }
 }

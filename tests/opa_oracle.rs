@@ -88,7 +88,8 @@ fn regorus_decisions_match_opa() {
 #[test]
 fn test_rule_outcomes_match_opa() {
     let expected = read_json("tests/data/opa_oracle/expected.json");
-    let report = run_tests(Path::new("examples/users-api/policies")).expect("example policies load");
+    let report =
+        run_tests(Path::new("examples/users-api/policies")).expect("example policies load");
 
     let ours: BTreeMap<String, String> = report
         .results

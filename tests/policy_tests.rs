@@ -15,7 +15,8 @@ fn steady(mut report: TestReport) -> TestReport {
 
 #[test]
 fn example_tests_all_pass() {
-    let report = run_tests(Path::new("examples/users-api/policies")).expect("example policies load");
+    let report =
+        run_tests(Path::new("examples/users-api/policies")).expect("example policies load");
 
     assert_eq!(report.results.len(), 12);
     assert_eq!(report.passed(), 12);
@@ -29,7 +30,10 @@ fn verbose_render_lists_every_test() {
     let text = report.render(true);
     let lines: Vec<&str> = text.lines().collect();
 
-    assert_eq!(lines[0], "examples/users-api/policies/users/users_test.rego:");
+    assert_eq!(
+        lines[0],
+        "examples/users-api/policies/users/users_test.rego:"
+    );
     assert_eq!(
         lines[1],
         "data.users_test.test_admin_deletes_user_of_own_tenant: PASS (1ms)"

@@ -37,7 +37,9 @@ enum BodyKind {
     /// Sent as these chunks with `Transfer-Encoding: chunked` (HTTP/1.1).
     Chunked(Vec<Bytes>),
     /// `Content-Length` is declared, and no body byte is ever sent.
-    Stalled { declared_length: u64 },
+    Stalled {
+        declared_length: u64,
+    },
 }
 
 /// One request to a server on loopback, built step by step and sent with
@@ -65,8 +67,10 @@ impl RequestBuilder {
 
     /// Adds a header; repeated names are sent as repeated lines.
     pub fn header(mut self, name: &str, value: &str) -> RequestBuilder {
-        let name = HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|_| panic!("invalid header name {name:?}"));
-        let value = HeaderValue::from_str(value).unwrap_or_else(|_| panic!("invalid value for header {name}"));
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|_| panic!("invalid header name {name:?}"));
+        let value = HeaderValue::from_str(value)
+            .unwrap_or_else(|_| panic!("invalid value for header {name}"));
         if name == header::AUTHORIZATION {
             record_authorization(&value);
         }
@@ -86,7 +90,8 @@ impl RequestBuilder {
 
     /// Sends `value` as a JSON body with its content type.
     pub fn json(self, value: &serde_json::Value) -> RequestBuilder {
-        self.header("content-type", "application/json").body(value.to_string())
+        self.header("content-type", "application/json")
+            .body(value.to_string())
     }
 
     /// Sends the body as these chunks with chunked transfer encoding.
@@ -98,7 +103,9 @@ impl RequestBuilder {
     /// Declares a body of `length` bytes and never sends it, to see what
     /// the server decides from the request head alone.
     pub fn declared_length_only(mut self, length: u64) -> RequestBuilder {
-        self.body = BodyKind::Stalled { declared_length: length };
+        self.body = BodyKind::Stalled {
+            declared_length: length,
+        };
         self
     }
 
@@ -124,26 +131,32 @@ impl RequestBuilder {
         match tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange()).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(format!("{request_line} failed: {error}")),
-            Err(_) => Err(format!("{request_line} timed out after {EXCHANGE_TIMEOUT:?}")),
+            Err(_) => Err(format!(
+                "{request_line} timed out after {EXCHANGE_TIMEOUT:?}"
+            )),
         }
     }
 
     async fn exchange(self) -> Result<Response, String> {
-        let stream = TcpStream::connect(self.address).await.map_err(|e| format!("connect: {e}"))?;
+        let stream = TcpStream::connect(self.address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let io = TokioIo::new(stream);
         let (request, protocol) = self.into_request();
 
         let response = match protocol {
             Protocol::Http1 => {
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("handshake: {e}"))?;
+                let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
                 tokio::spawn(connection);
                 sender.send_request(request).await
             }
             Protocol::Http2 => {
-                let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
                 tokio::spawn(connection);
                 sender.send_request(request).await
             }
@@ -151,8 +164,17 @@ impl RequestBuilder {
         .map_err(|e| error_chain(&e))?;
 
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| format!("reading the body: {}", error_chain(&e)))?.to_bytes();
-        Ok(Response { status: parts.status, version: parts.version, headers: parts.headers, body })
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body: {}", error_chain(&e)))?
+            .to_bytes();
+        Ok(Response {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
     }
 
     fn into_request(self) -> (Request<RequestBody>, Protocol) {
@@ -169,7 +191,9 @@ impl RequestBuilder {
             BodyKind::Empty => Empty::new().boxed(),
             BodyKind::Full(bytes) => Full::new(bytes).boxed(),
             BodyKind::Chunked(chunks) => {
-                let frames = chunks.into_iter().map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+                let frames = chunks
+                    .into_iter()
+                    .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
                 StreamBody::new(stream::iter(frames)).boxed()
             }
             BodyKind::Stalled { declared_length } => {
@@ -229,8 +253,13 @@ impl Response {
     /// Parses the body as JSON. Panics with the status and body when it is
     /// not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("expected a JSON body from a {} response: {e}; body: {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "expected a JSON body from a {} response: {e}; body: {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// Returns the `reason` of a problem details body, or `None` for another
@@ -247,13 +276,23 @@ impl Response {
 /// cannot be written within `timeout`.
 pub async fn send_raw(address: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
     let connect_and_write = async {
-        let mut stream = TcpStream::connect(address).await.unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
-        stream.write_all(bytes).await.unwrap_or_else(|e| panic!("writing to {address}: {e}"));
+        let mut stream = TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+        stream
+            .write_all(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("writing to {address}: {e}"));
         stream
     };
     let mut stream = tokio::time::timeout(timeout, connect_and_write)
         .await
-        .unwrap_or_else(|_| panic!("writing {} bytes to {address} timed out after {timeout:?}", bytes.len()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "writing {} bytes to {address} timed out after {timeout:?}",
+                bytes.len()
+            )
+        });
 
     // Bytes read before the timeout stay in `received`.
     let mut received = Vec::new();

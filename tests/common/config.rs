@@ -57,7 +57,10 @@ pub fn config_for(upstream: &Upstream, providers: &[&Provider]) -> ConfigBuilder
         upstream_url: upstream.url(),
         issuers: providers
             .iter()
-            .map(|provider| Issuer { url: provider.issuer().to_string(), audience: "users-api".to_string() })
+            .map(|provider| Issuer {
+                url: provider.issuer().to_string(),
+                audience: "users-api".to_string(),
+            })
             .collect(),
         rate_limit: (10, "1m".to_string()),
         response_timeout: "30s".to_string(),
@@ -82,7 +85,10 @@ impl ConfigBuilder {
     /// Trusts one more issuer, with audience `users-api`, such as one whose
     /// provider is not running yet.
     pub fn issuer(mut self, url: &str) -> Self {
-        self.issuers.push(Issuer { url: url.to_string(), audience: "users-api".to_string() });
+        self.issuers.push(Issuer {
+            url: url.to_string(),
+            audience: "users-api".to_string(),
+        });
         self
     }
 
@@ -182,7 +188,10 @@ impl ConfigBuilder {
     }
 
     fn server_yaml(&self) -> String {
-        let mut yaml = format!("server:\n  address: {LISTEN_ADDRESS}\n  timeouts:\n    shutdown_grace: {}\n", self.shutdown_grace);
+        let mut yaml = format!(
+            "server:\n  address: {LISTEN_ADDRESS}\n  timeouts:\n    shutdown_grace: {}\n",
+            self.shutdown_grace
+        );
         if let Some(timeout) = &self.request_header_timeout {
             yaml.push_str(&format!("    request_header: {timeout}\n"));
         }
@@ -190,7 +199,10 @@ impl ConfigBuilder {
             yaml.push_str(&format!("  limits:\n    max_header_bytes: {size}\n"));
         }
         if let Some(tls) = &self.tls {
-            yaml.push_str(&format!("  tls:\n    certificate: \"{}\"\n    key: \"{}\"\n", tls.certificate, tls.key));
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: \"{}\"\n    key: \"{}\"\n",
+                tls.certificate, tls.key
+            ));
             if let Some(version) = &tls.min_version {
                 yaml.push_str(&format!("    min_version: \"{version}\"\n"));
             }
@@ -205,7 +217,10 @@ impl ConfigBuilder {
             yaml = String::from("authentication:\n  issuers: []\n");
         }
         for issuer in &self.issuers {
-            yaml.push_str(&format!("    - issuer: \"{}\"\n      audiences: [{}]\n      discovery: true\n", issuer.url, issuer.audience));
+            yaml.push_str(&format!(
+                "    - issuer: \"{}\"\n      audiences: [{}]\n      discovery: true\n",
+                issuer.url, issuer.audience
+            ));
             if let Some(types) = &self.token_types {
                 yaml.push_str(&format!("      token_types: [{}]\n", types.join(", ")));
             }
@@ -213,7 +228,9 @@ impl ConfigBuilder {
                 yaml.push_str(&format!("      clock_skew: {skew}\n"));
             }
             if let Some(cooldown) = &self.refetch_cooldown {
-                yaml.push_str(&format!("      jwks_cache:\n        refetch_cooldown: {cooldown}\n"));
+                yaml.push_str(&format!(
+                    "      jwks_cache:\n        refetch_cooldown: {cooldown}\n"
+                ));
             }
         }
         yaml.push('\n');

@@ -21,7 +21,9 @@ pub fn record_credential(value: &str) {
     if value.len() < MIN_RECORDED_LENGTH {
         return;
     }
-    let mut credentials = CREDENTIALS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut credentials = CREDENTIALS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !credentials.iter().any(|known| known == value) {
         credentials.push(value.to_string());
     }
@@ -29,7 +31,10 @@ pub fn record_credential(value: &str) {
 
 /// Returns every credential recorded so far by this test binary.
 pub fn recorded_credentials() -> Vec<String> {
-    CREDENTIALS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    CREDENTIALS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// Panics when a file under `dir` contains a recorded credential or any
@@ -37,7 +42,8 @@ pub fn recorded_credentials() -> Vec<String> {
 /// position, never the credential itself.
 pub fn assert_no_credentials_in(dir: &Path) {
     let credentials = recorded_credentials();
-    let jwt_shape = Regex::new(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}").expect("the JWT pattern is valid");
+    let jwt_shape = Regex::new(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
+        .expect("the JWT pattern is valid");
 
     for (path, text) in read_all_files(dir) {
         for (index, credential) in credentials.iter().enumerate() {
@@ -49,7 +55,11 @@ pub fn assert_no_credentials_in(dir: &Path) {
             );
         }
         if let Some(found) = jwt_shape.find(&text) {
-            panic!("{} contains a JWT-shaped value at byte {}", path.display(), found.start());
+            panic!(
+                "{} contains a JWT-shaped value at byte {}",
+                path.display(),
+                found.start()
+            );
         }
     }
 }

@@ -61,7 +61,9 @@ impl Gateway {
             match Self::try_start(config_yaml).await {
                 Ok(gateway) => return gateway,
                 Err(StartFailure::PortTaken) if attempt < START_ATTEMPTS => continue,
-                Err(StartFailure::PortTaken) => panic!("the gateway found its ports taken {START_ATTEMPTS} times"),
+                Err(StartFailure::PortTaken) => {
+                    panic!("the gateway found its ports taken {START_ATTEMPTS} times")
+                }
                 Err(StartFailure::Failed(message)) => panic!("{message}"),
             }
         }
@@ -78,7 +80,8 @@ impl Gateway {
         let log_dir = test_log_dir();
         let name = next_log_name(&log_dir, "gateway");
         let config_path = log_dir.join(format!("{name}.yaml"));
-        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        std::fs::write(&config_path, config)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
         let stdout_path = log_dir.join(format!("{name}.stdout.log"));
         let stderr_path = log_dir.join(format!("{name}.stderr.log"));
 
@@ -106,15 +109,23 @@ impl Gateway {
     async fn wait_until_healthy(&mut self) -> Result<(), StartFailure> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
                 self.child = None;
                 let logs = self.logs();
                 if logs.contains("cannot listen") && logs.contains("in use") {
                     return Err(StartFailure::PortTaken);
                 }
-                return Err(StartFailure::Failed(format!("the gateway exited with {status} while starting; logs:\n{logs}")));
+                return Err(StartFailure::Failed(format!(
+                    "the gateway exited with {status} while starting; logs:\n{logs}"
+                )));
             }
-            let health = RequestBuilder::new(self.admin_address, Method::GET, "/healthz").try_send().await;
+            let health = RequestBuilder::new(self.admin_address, Method::GET, "/healthz")
+                .try_send()
+                .await;
             if health.is_ok_and(|response| response.status() == 200) {
                 return Ok(());
             }
@@ -136,14 +147,19 @@ impl Gateway {
             .replace(LISTEN_ADDRESS, &self.address.to_string())
             .replace(ADMIN_ADDRESS, &self.admin_address.to_string());
         let staging = self.config_path.with_extension("yaml.new");
-        std::fs::write(&staging, config).unwrap_or_else(|e| panic!("cannot write {}: {e}", staging.display()));
-        std::fs::rename(&staging, &self.config_path).unwrap_or_else(|e| panic!("cannot replace {}: {e}", self.config_path.display()));
+        std::fs::write(&staging, config)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", staging.display()));
+        std::fs::rename(&staging, &self.config_path)
+            .unwrap_or_else(|e| panic!("cannot replace {}: {e}", self.config_path.display()));
     }
 
     /// Sends SIGHUP, which makes the gateway reload its configuration.
     pub fn hangup(&self) {
         let pid = self.pid().expect("the gateway is running");
-        let status = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("running kill");
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("running kill");
         assert!(status.success(), "kill -HUP {pid} failed");
     }
 
@@ -159,19 +175,29 @@ impl Gateway {
 
     /// `GET /readyz` on the admin listener.
     pub async fn readyz(&self) -> Response {
-        RequestBuilder::new(self.admin_address, Method::GET, "/readyz").send().await
+        RequestBuilder::new(self.admin_address, Method::GET, "/readyz")
+            .send()
+            .await
     }
 
     /// `GET /metrics` on the admin listener.
     pub async fn metrics(&self) -> Metrics {
-        let response = RequestBuilder::new(self.admin_address, Method::GET, "/metrics").send().await;
+        let response = RequestBuilder::new(self.admin_address, Method::GET, "/metrics")
+            .send()
+            .await;
         assert_eq!(response.status(), 200, "GET /metrics: {}", response.text());
-        Metrics { text: response.text() }
+        Metrics {
+            text: response.text(),
+        }
     }
 
     /// Everything the gateway wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
-        self.log_files.iter().map(|path| std::fs::read_to_string(path).unwrap_or_default()).collect::<Vec<_>>().join("")
+        self.log_files
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("")
     }
 
     /// Returns the gateway's process id, or `None` once it has exited.
@@ -194,7 +220,10 @@ impl Gateway {
     pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            let child = self.child.as_mut().expect("the gateway was started and not yet reaped");
+            let child = self
+                .child
+                .as_mut()
+                .expect("the gateway was started and not yet reaped");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
                 return Some(status);
@@ -214,7 +243,10 @@ impl Gateway {
             Some(status) => status,
             None => {
                 self.kill();
-                panic!("the gateway did not exit within {STOP_TIMEOUT:?} of SIGTERM; logs:\n{}", self.logs());
+                panic!(
+                    "the gateway did not exit within {STOP_TIMEOUT:?} of SIGTERM; logs:\n{}",
+                    self.logs()
+                );
             }
         }
     }
@@ -262,7 +294,11 @@ impl Metrics {
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| parse_sample(line))
             .filter(|sample| sample.name == name)
-            .filter(|sample| labels.iter().all(|(label, value)| sample.labels.contains(&format!("{label}=\"{value}\""))))
+            .filter(|sample| {
+                labels
+                    .iter()
+                    .all(|(label, value)| sample.labels.contains(&format!("{label}=\"{value}\"")))
+            })
             .map(|sample| sample.value)
             .sum()
     }
@@ -287,5 +323,9 @@ fn parse_sample(line: &str) -> Option<Sample<'_>> {
         }
     };
     let value = rest.split_whitespace().next()?.parse().ok()?;
-    Some(Sample { name, labels, value })
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
 }

@@ -38,14 +38,19 @@ pub fn test_log_dir() -> PathBuf {
 /// Returns a fresh base name such as `gateway-2` for a process of `kind`
 /// in `dir`, creating (and on first use emptying) the directory.
 pub fn next_log_name(dir: &Path, kind: &str) -> String {
-    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opened = OPENED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let opened = opened.get_or_insert_with(HashMap::new);
 
     if !opened.contains_key(dir) {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("cannot empty the log directory {}: {e}", dir.display()));
+            std::fs::remove_dir_all(dir).unwrap_or_else(|e| {
+                panic!("cannot empty the log directory {}: {e}", dir.display())
+            });
         }
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create the log directory {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("cannot create the log directory {}: {e}", dir.display()));
     }
 
     let counters = opened.entry(dir.to_path_buf()).or_default();

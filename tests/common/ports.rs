@@ -5,8 +5,12 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 /// Returns a port that was free a moment ago. Another process can take it
 /// before the caller binds it, so callers retry on a bind failure.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding an ephemeral loopback port");
-    listener.local_addr().expect("a bound listener has an address").port()
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding an ephemeral loopback port");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
 }
 
 /// A loopback port that refuses connections, chosen below Linux's default
@@ -32,7 +36,8 @@ impl UnusedPort {
             ^ std::process::id().rotate_left(16);
         for _ in 0..200 {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let port = UNUSED_PORTS.start + (seed >> 8) as u16 % (UNUSED_PORTS.end - UNUSED_PORTS.start);
+            let port =
+                UNUSED_PORTS.start + (seed >> 8) as u16 % (UNUSED_PORTS.end - UNUSED_PORTS.start);
             // Free now, and nothing is listening, so connections are refused.
             if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
                 return UnusedPort { port };

@@ -16,7 +16,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `tests/fixtures` in the source tree.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// A running Node fixture. It exits when its stdin closes, so the pipe is
@@ -37,9 +39,14 @@ impl Fixture {
     /// Runs `node <script> <args>` from `tests/fixtures` with stderr written
     /// to `stderr_path`, and returns it with the fields of its READY line
     /// (the words after `READY`).
-    pub fn start(script: &str, args: &[String], stderr_path: PathBuf) -> Result<(Fixture, Vec<String>), StartError> {
+    pub fn start(
+        script: &str,
+        args: &[String],
+        stderr_path: PathBuf,
+    ) -> Result<(Fixture, Vec<String>), StartError> {
         assert_node_modules_installed();
-        let stderr = File::create(&stderr_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+        let stderr = File::create(&stderr_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
         let mut child = Command::new("node")
             .arg(script)
             .args(args)
@@ -48,17 +55,26 @@ impl Fixture {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node {script} (is Node.js 20+ installed?): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run node {script} (is Node.js 20+ installed?): {e}")
+            });
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut fixture = Fixture { child, stdin, stderr_path };
+        let mut fixture = Fixture {
+            child,
+            stdin,
+            stderr_path,
+        };
 
         match read_ready_line(stdout) {
             Ok(fields) => Ok((fixture, fields)),
             Err(message) => {
                 fixture.kill();
                 let stderr = std::fs::read_to_string(&fixture.stderr_path).unwrap_or_default();
-                Err(StartError { message: format!("node {script}: {message}"), stderr })
+                Err(StartError {
+                    message: format!("node {script}: {message}"),
+                    stderr,
+                })
             }
         }
     }
@@ -88,7 +104,10 @@ impl Drop for Fixture {
 /// missing, which would otherwise surface as a Node import error.
 pub fn assert_node_modules_installed() {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in [fixtures_dir(), manifest_dir.join("examples").join("users-api")] {
+    for dir in [
+        fixtures_dir(),
+        manifest_dir.join("examples").join("users-api"),
+    ] {
         assert!(
             dir.join("node_modules").is_dir(),
             "{} has no node_modules: run `npm ci` in tests/fixtures and in examples/users-api",

@@ -57,7 +57,10 @@ impl KeyFiles {
     }
 
     fn run_keygen(extra_args: &[&str]) -> KeyFiles {
-        let dir = tempfile::Builder::new().prefix("portcullis-e2e-keys-").tempdir().expect("creating a temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-keys-")
+            .tempdir()
+            .expect("creating a temporary directory");
         let mut child = Command::new("node")
             .arg("oidc/keygen.js")
             .arg(dir.path())
@@ -75,7 +78,11 @@ impl KeyFiles {
             panic!("oidc/keygen.js did not finish within {KEYGEN_TIMEOUT:?}");
         };
         let output = child.wait_with_output().expect("collecting keygen output");
-        assert!(status.success(), "oidc/keygen.js failed with {status}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            status.success(),
+            "oidc/keygen.js failed with {status}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
 
         let keys = String::from_utf8_lossy(&output.stdout)
             .lines()
@@ -84,7 +91,11 @@ impl KeyFiles {
                 let [kid, alg, pem_path] = fields[..] else {
                     panic!("expected `<kid> <alg> <pem path>` from keygen, found {line:?}");
                 };
-                KeyFile { kid: kid.to_string(), alg: alg.to_string(), pem_path: PathBuf::from(pem_path) }
+                KeyFile {
+                    kid: kid.to_string(),
+                    alg: alg.to_string(),
+                    pem_path: PathBuf::from(pem_path),
+                }
             })
             .collect();
         KeyFiles { dir, keys }
@@ -97,7 +108,10 @@ impl KeyFiles {
 
     /// Returns the key for `alg` (`RS256`, `ES256` or `EdDSA`).
     pub fn key(&self, alg: &str) -> &KeyFile {
-        self.keys.iter().find(|key| key.alg == alg).unwrap_or_else(|| panic!("the key set has no {alg} key"))
+        self.keys
+            .iter()
+            .find(|key| key.alg == alg)
+            .unwrap_or_else(|| panic!("the key set has no {alg} key"))
     }
 
     /// Returns the RS256 key, which the provider signs with by default.
@@ -165,8 +179,14 @@ impl Provider {
             retired_keys: Vec::new(),
         };
         // A chosen port may still be closing; a free one never needs a retry.
-        let attempts = if provider.port == 0 { 1 } else { RESTART_ATTEMPTS };
-        provider.launch(attempts).unwrap_or_else(|message| panic!("{message}"));
+        let attempts = if provider.port == 0 {
+            1
+        } else {
+            RESTART_ATTEMPTS
+        };
+        provider
+            .launch(attempts)
+            .unwrap_or_else(|message| panic!("{message}"));
         provider
     }
 
@@ -180,14 +200,21 @@ impl Provider {
             let stderr_path = dir.join(format!("{name}.stderr.log"));
             match Fixture::start("oidc/provider.js", &self.arguments(), stderr_path) {
                 Ok((fixture, fields)) => {
-                    self.port = fields.first().and_then(|p| p.parse().ok()).expect("READY <port> <issuer> from provider.js");
-                    self.issuer = fields.get(1).cloned().expect("READY <port> <issuer> from provider.js");
+                    self.port = fields
+                        .first()
+                        .and_then(|p| p.parse().ok())
+                        .expect("READY <port> <issuer> from provider.js");
+                    self.issuer = fields
+                        .get(1)
+                        .cloned()
+                        .expect("READY <port> <issuer> from provider.js");
                     self.fixture = Some(fixture);
                     return Ok(());
                 }
                 Err(error) => {
                     last_error = format!("{}; stderr:\n{}", error.message, error.stderr);
-                    let port_busy = error.stderr.contains("cannot listen") || error.stderr.contains("EADDRINUSE");
+                    let port_busy = error.stderr.contains("cannot listen")
+                        || error.stderr.contains("EADDRINUSE");
                     if !port_busy || attempt == attempts {
                         break;
                     }
@@ -244,8 +271,16 @@ impl Provider {
     /// may be empty. Panics unless the provider issues one.
     pub async fn token(&self, client: &str, scope: &str) -> String {
         let response = self.token_response(client, scope).await;
-        assert_eq!(response.status(), 200, "token request of client {client} for scope {scope:?}: {}", response.text());
-        let token = response.json()["access_token"].as_str().expect("access_token in the token response").to_string();
+        assert_eq!(
+            response.status(),
+            200,
+            "token request of client {client} for scope {scope:?}: {}",
+            response.text()
+        );
+        let token = response.json()["access_token"]
+            .as_str()
+            .expect("access_token in the token response")
+            .to_string();
         record_credential(&token);
         token
     }
@@ -255,9 +290,15 @@ impl Provider {
     pub async fn token_response(&self, client: &str, scope: &str) -> Response {
         let secret = format!("{client}-secret");
         record_credential(&secret);
-        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{client}:{secret}"));
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{client}:{secret}"),
+        );
 
-        let mut form = format!("grant_type=client_credentials&resource={}", encode(&self.resource_indicator()));
+        let mut form = format!(
+            "grant_type=client_credentials&resource={}",
+            encode(&self.resource_indicator())
+        );
         if !scope.is_empty() {
             form.push_str(&format!("&scope={}", encode(scope)));
         }
@@ -298,7 +339,8 @@ impl Provider {
         self.stop();
         let retired = std::mem::replace(&mut self.keys, KeyFiles::generate());
         self.retired_keys.push(retired);
-        self.launch(RESTART_ATTEMPTS).unwrap_or_else(|message| panic!("restarting the provider: {message}"));
+        self.launch(RESTART_ATTEMPTS)
+            .unwrap_or_else(|message| panic!("restarting the provider: {message}"));
     }
 }
 
@@ -335,7 +377,11 @@ impl TokenForge {
             "exp": now + 300,
             "jti": format!("forged-{}-{serial}", std::process::id()),
         });
-        TokenForge { key: key.clone(), header: into_map(header), claims: into_map(claims) }
+        TokenForge {
+            key: key.clone(),
+            header: into_map(header),
+            claims: into_map(claims),
+        }
     }
 
     /// Sets `sub` and `client_id`.
@@ -371,14 +417,27 @@ impl TokenForge {
 
     /// Signs the token and records it for the log checks.
     pub fn sign(self) -> String {
-        let pem = std::fs::read_to_string(&self.key.pem_path)
-            .unwrap_or_else(|e| panic!("cannot read the key file {}: {e}", self.key.pem_path.display()));
-        let signing_key = SigningKey::from_pkcs8_pem(&pem)
-            .unwrap_or_else(|e| panic!("{} is not a usable PKCS#8 key: {e}", self.key.pem_path.display()));
-        let alg = Algorithm::from_name(&self.key.alg).unwrap_or_else(|| panic!("unknown algorithm {}", self.key.alg));
+        let pem = std::fs::read_to_string(&self.key.pem_path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read the key file {}: {e}",
+                self.key.pem_path.display()
+            )
+        });
+        let signing_key = SigningKey::from_pkcs8_pem(&pem).unwrap_or_else(|e| {
+            panic!(
+                "{} is not a usable PKCS#8 key: {e}",
+                self.key.pem_path.display()
+            )
+        });
+        let alg = Algorithm::from_name(&self.key.alg)
+            .unwrap_or_else(|| panic!("unknown algorithm {}", self.key.alg));
 
         let token = signing_key
-            .sign(alg, &Value::Object(self.header), &Value::Object(self.claims))
+            .sign(
+                alg,
+                &Value::Object(self.header),
+                &Value::Object(self.claims),
+            )
             .unwrap_or_else(|e| panic!("signing a forged token with {}: {e}", self.key.kid));
         record_credential(&token);
         token

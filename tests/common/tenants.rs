@@ -28,17 +28,29 @@ pub enum TenantSource {
 impl TenantSource {
     fn yaml(self) -> String {
         match self {
-            TenantSource::Host => format!("tenant_from: {{ host: \"{{tenant}}.{TENANT_DOMAIN}\" }}\n\n"),
-            TenantSource::PathPrefix => "tenant_from: { path_prefix: \"/t/{tenant}\" }\n\n".to_string(),
+            TenantSource::Host => {
+                format!("tenant_from: {{ host: \"{{tenant}}.{TENANT_DOMAIN}\" }}\n\n")
+            }
+            TenantSource::PathPrefix => {
+                "tenant_from: { path_prefix: \"/t/{tenant}\" }\n\n".to_string()
+            }
             TenantSource::Header => format!("tenant_from: {{ header: {TENANT_HEADER} }}\n\n"),
         }
     }
 
     /// Starts a request to `path` of `tenant` on `gateway`, naming the tenant
     /// the way this source reads it.
-    pub fn request(self, gateway: &Gateway, method: Method, tenant: &str, path: &str) -> RequestBuilder {
+    pub fn request(
+        self,
+        gateway: &Gateway,
+        method: Method,
+        tenant: &str,
+        path: &str,
+    ) -> RequestBuilder {
         match self {
-            TenantSource::Host => gateway.request(method, path).header("host", &tenant_host(tenant)),
+            TenantSource::Host => gateway
+                .request(method, path)
+                .header("host", &tenant_host(tenant)),
             TenantSource::PathPrefix => gateway.request(method, &format!("/t/{tenant}{path}")),
             TenantSource::Header => gateway.request(method, path).header(TENANT_HEADER, tenant),
         }
@@ -101,10 +113,17 @@ impl TenantSpec {
             yaml.push_str(&format!("    claims: {claims}\n"));
         }
         if !self.rate_limits.is_empty() {
-            yaml.push_str(&format!("    rate_limits: [{}]\n", self.rate_limits.join(", ")));
+            yaml.push_str(&format!(
+                "    rate_limits: [{}]\n",
+                self.rate_limits.join(", ")
+            ));
         }
         if !self.headers.is_empty() {
-            let headers: Vec<String> = self.headers.iter().map(|(name, value)| format!("{name}: \"{value}\"")).collect();
+            let headers: Vec<String> = self
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: \"{value}\""))
+                .collect();
             yaml.push_str(&format!("    headers: {{ {} }}\n", headers.join(", ")));
         }
         yaml
@@ -154,7 +173,8 @@ impl TenantsConfig {
     /// Declares a rate-limit policy, given as a YAML flow mapping such as
     /// `{ requests: 3, per: 1m, key: [tenant] }`.
     pub fn policy(mut self, name: &str, flow_mapping: &str) -> TenantsConfig {
-        self.policies.push((name.to_string(), flow_mapping.to_string()));
+        self.policies
+            .push((name.to_string(), flow_mapping.to_string()));
         self
     }
 
@@ -167,7 +187,9 @@ impl TenantsConfig {
     /// Returns the YAML text, with the listener and admin addresses left as
     /// the placeholders that [`Gateway::start`] fills in.
     pub fn yaml(&self) -> String {
-        let mut yaml = format!("server:\n  address: {LISTEN_ADDRESS}\n\nadmin:\n  address: {ADMIN_ADDRESS}\n\n");
+        let mut yaml = format!(
+            "server:\n  address: {LISTEN_ADDRESS}\n\nadmin:\n  address: {ADMIN_ADDRESS}\n\n"
+        );
         yaml.push_str(&format!(
             "upstreams:\n  users:\n    url: \"{}\"\n    timeouts:\n      connect: 2s\n      response: 30s\n\n",
             self.upstream_url
@@ -175,7 +197,9 @@ impl TenantsConfig {
         yaml.push_str(&self.source.yaml());
 
         let (requests, per) = &self.subject_limit;
-        yaml.push_str(&format!("rate_limits:\n  per-subject: {{ requests: {requests}, per: {per}, key: [subject] }}\n"));
+        yaml.push_str(&format!(
+            "rate_limits:\n  per-subject: {{ requests: {requests}, per: {per}, key: [subject] }}\n"
+        ));
         for (name, policy) in &self.policies {
             yaml.push_str(&format!("  {name}: {policy}\n"));
         }

@@ -45,7 +45,10 @@ impl RecordedRequest {
 
     /// Returns the header names as received, in lowercase.
     pub fn header_names(&self) -> Vec<String> {
-        self.raw_headers.iter().map(|(name, _)| name.to_ascii_lowercase()).collect()
+        self.raw_headers
+            .iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect()
     }
 }
 
@@ -64,7 +67,10 @@ impl Upstream {
         let args = ["--port".to_string(), "0".to_string()];
         let (fixture, fields) = Fixture::start("upstream.js", &args, stderr_path)
             .unwrap_or_else(|e| panic!("{}; stderr:\n{}", e.message, e.stderr));
-        let port = fields.first().and_then(|p| p.parse().ok()).expect("READY <port> from upstream.js");
+        let port = fields
+            .first()
+            .and_then(|p| p.parse().ok())
+            .expect("READY <port> from upstream.js");
         Upstream { fixture, port }
     }
 
@@ -90,8 +96,15 @@ impl Upstream {
 
     /// Forgets the count and the recorded requests.
     pub async fn reset(&self) {
-        let response = RequestBuilder::new(self.address(), Method::POST, "/__upstream/reset").send().await;
-        assert_eq!(response.status(), 204, "POST /__upstream/reset: {}", response.text());
+        let response = RequestBuilder::new(self.address(), Method::POST, "/__upstream/reset")
+            .send()
+            .await;
+        assert_eq!(
+            response.status(),
+            204,
+            "POST /__upstream/reset: {}",
+            response.text()
+        );
     }
 
     /// Stops the upstream: its port then refuses connections.
@@ -100,8 +113,16 @@ impl Upstream {
     }
 
     async fn recording(&self) -> Recording {
-        let response = RequestBuilder::new(self.address(), Method::GET, "/__upstream/requests").send().await;
-        assert_eq!(response.status(), 200, "GET /__upstream/requests: {}", response.text());
-        serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("invalid /__upstream/requests body: {e}"))
+        let response = RequestBuilder::new(self.address(), Method::GET, "/__upstream/requests")
+            .send()
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "GET /__upstream/requests: {}",
+            response.text()
+        );
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("invalid /__upstream/requests body: {e}"))
     }
 }
