@@ -385,3 +385,43 @@ async fn inflight_request_finishes_after_sigterm() {
         "connections were cut at the end of the grace period"
     );
 }
+
+#[tokio::test]
+async fn in_flight_gauge_counts_slow_request() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let gateway =
+        std::sync::Arc::new(Gateway::start(&config_for(&upstream, &[&provider]).yaml()).await);
+    let token = provider.token("reader", "read:users").await;
+
+    let slow = {
+        let (gateway, token) = (gateway.clone(), token.clone());
+        tokio::spawn(async move {
+            gateway
+                .get("/faults/slow?ms=1500")
+                .bearer(&token)
+                .send()
+                .await
+                .status()
+        })
+    };
+    eventually(
+        "the slow request is counted in flight",
+        std::time::Duration::from_secs(5),
+        || async {
+            gateway
+                .metrics()
+                .await
+                .value("portcullis_requests_in_flight", &[])
+                == 1.0
+        },
+    )
+    .await;
+
+    assert_eq!(slow.await.expect("the request task panicked"), 200);
+    let after = gateway
+        .metrics()
+        .await
+        .value("portcullis_requests_in_flight", &[]);
+    assert_eq!(after, 0.0, "the gauge did not return to zero");
+}

@@ -156,7 +156,7 @@ async fn serve_connection<IO>(
         let activity = activity.clone();
         service_fn(move |request| {
             let shared = shared.clone();
-            let guard = InFlight::new(activity.clone());
+            let guard = InFlight::new(activity.clone(), shared.metrics.in_flight().clone());
             async move {
                 let gateway = shared.gateway.load_full();
                 let response = gateway.handle(request, connection).await;
@@ -220,19 +220,26 @@ impl Activity {
     }
 }
 
-struct InFlight(Arc<Activity>);
+/// Counts one request as in flight, on its connection and in the
+/// `portcullis_requests_in_flight` gauge, until it is dropped.
+struct InFlight {
+    activity: Arc<Activity>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
 
 impl InFlight {
-    fn new(activity: Arc<Activity>) -> Self {
+    fn new(activity: Arc<Activity>, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(activity)
+        gauge.inc();
+        InFlight { activity, gauge }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+        self.activity.touch();
     }
 }
 
