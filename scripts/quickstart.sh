@@ -40,7 +40,7 @@ wait_for() {
     curl -s -o /dev/null "$1" && return 0
     sleep 0.1
   done
-  echo "error: $1 did not answer within 10 seconds" >&2
+  echo "error: $1 did not respond within 10 seconds" >&2
   exit 1
 }
 

@@ -37,8 +37,8 @@ impl Default for IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// Every header name the gateway sets for the upstream; incoming copies
-    /// are removed so a client can never spoof them.
+    /// Returns every header name the gateway sets for the upstream. Incoming
+    /// copies are removed, so a client can never spoof them.
     pub fn owned_names(&self) -> Vec<HeaderName> {
         let mut names = vec![
             self.subject.clone(),

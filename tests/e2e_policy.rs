@@ -1,5 +1,5 @@
 //! Tier-2 authorization end to end: a route that names a Rego rule is
-//! allowed only when the rule says so, a failing rule denies with
+//! allowed only when the rule allows it, a failing rule denies with
 //! `policy_error`, decisions are cached and logged, and a policy that fails
 //! to compile at reload leaves the last good bundle serving.
 

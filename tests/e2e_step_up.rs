@@ -1,5 +1,5 @@
 //! Step-up authentication end to end (RFC 9470): a route that requires MFA
-//! within 10 minutes, or an `acr` level, answers a weaker or older
+//! within 10 minutes, or an `acr` level, rejects a weaker or older
 //! authentication with 401 `insufficient_user_authentication` and the
 //! `acr_values` and `max_age` to request, and never forwards it.
 

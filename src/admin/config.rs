@@ -6,7 +6,7 @@ use crate::config::reader::MapReader;
 
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served. Default
+    /// The address `/healthz`, `/readyz` and `/metrics` are served on. Default
     /// `127.0.0.1:9090`: keep it off public interfaces.
     pub address: Option<SocketAddr>,
 }

@@ -133,7 +133,7 @@ pub enum PolicyFailure {
     BudgetExceeded,
     /// Every isolated evaluator is busy and the queue is full.
     Overloaded,
-    /// The external OPA server failed, timed out or answered with an
+    /// The external OPA server failed, timed out or responded with an
     /// error status.
     ServerUnavailable,
 }

@@ -47,7 +47,7 @@ pub struct Config {
     pub tenants: HashMap<String, Arc<TenantConfig>>,
     /// Tier-2 authorization: the Rego bundle, when configured.
     pub policies: Option<crate::authz::config::PoliciesConfig>,
-    /// How requests name their tenant, unless a route says otherwise.
+    /// How requests name their tenant, unless a route sets its own.
     pub tenant_from: Option<TenantFrom>,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,

@@ -119,7 +119,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// A mapping being read. Every key asked for is remembered, so that
-/// [`MapReader::finish`] can report the keys nobody asked for as unknown.
+/// [`MapReader::finish`] can report the keys no reader asked for as unknown.
 pub struct MapReader<'a> {
     pub node: &'a Node,
     pub path: String,

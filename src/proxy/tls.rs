@@ -9,7 +9,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::config::TlsConfig;
 
-/// Builds the acceptor, or says which file is wrong and why.
+/// Builds the acceptor, or returns an error naming the file that is wrong
+/// and why.
 pub fn acceptor(config: &TlsConfig, http2: bool) -> Result<TlsAcceptor, String> {
     let certificates = read_certificates(config)?;
     let key = read_key(config)?;

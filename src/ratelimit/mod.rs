@@ -20,7 +20,7 @@ use crate::ratelimit::config::{KeyPart, RateLimitPolicy};
 use crate::ratelimit::gcra::Decision;
 use crate::ratelimit::memory::MemoryStore;
 
-/// What a request is counted by.
+/// The values a request is counted by.
 pub struct KeyInputs<'a> {
     pub client_ip: IpAddr,
     pub identity: Option<&'a Identity>,

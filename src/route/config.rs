@@ -222,7 +222,7 @@ fn read_route(
     let require = require?;
     let authentication = authentication?;
     // The two problems below are reported but the route is kept, so the
-    // checks of duplicate ids and overlapping routes still run on it; the
+    // checks of duplicate ids and overlapping routes still run on it. The
     // reported problem rejects the configuration anyway.
     if authentication == AuthMode::None && !require.is_empty() {
         let message = "a route with authentication: none cannot require scopes, roles or claims";

@@ -10,7 +10,7 @@ use http::Method;
 
 use crate::route::config::RouteConfig;
 
-/// Why no route takes a request.
+/// The reason no route takes a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteError {
     NotFound,
