@@ -111,10 +111,15 @@ fn init_logging(filter: Option<String>) {
         .init();
 }
 
+/// How long start waits for a shared rate-limit store before serving with
+/// the routes' fallbacks.
+const STORE_CONNECT_WAIT: Duration = Duration::from_secs(2);
+
 async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
-    let durable = Durable::new();
+    let durable = Durable::new(&config.rate_limit_store);
     let gateway = Gateway::new(config.clone(), &durable, None)?;
     start_issuer_keys(&gateway).await;
+    durable.limiter.connect(STORE_CONNECT_WAIT).await;
     let shared = Arc::new(Shared {
         gateway: ArcSwap::from_pointee(gateway),
         metrics: durable.metrics.clone(),

@@ -58,6 +58,15 @@ pub struct Metrics {
     generation: Gauge,
     reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge,
+    store_up: Gauge,
+    store_circuit_open: Gauge,
+    store_errors: Family<KindLabels, Counter>,
+    store_fallbacks: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 /// Label used for requests that matched no route.
@@ -131,8 +140,37 @@ impl Metrics {
             "1 when the last reload (or the startup load) succeeded, 0 when it was rejected",
             last_reload_success.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "rate_limit_store_up",
+            "1 while the shared rate-limit store answers (also 1 for the in-process store), 0 while it does not",
+            store_up.clone(),
+        );
+        store_up.set(1);
+        let store_circuit_open = Gauge::default();
+        registry.register(
+            "rate_limit_store_circuit_open",
+            "1 while the circuit in front of the shared rate-limit store is open",
+            store_circuit_open.clone(),
+        );
+        let store_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "rate_limit_store_errors",
+            "Failed calls to the shared rate-limit store, by kind (timeout, connection, script)",
+            store_errors.clone(),
+        );
+        let store_fallbacks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "rate_limit_store_fallbacks",
+            "Requests limited without the shared store, by what the route did (local, deny)",
+            store_fallbacks.clone(),
+        );
         Metrics {
             registry,
+            store_up,
+            store_circuit_open,
+            store_errors,
+            store_fallbacks,
             requests,
             duration,
             denials,
@@ -212,6 +250,21 @@ impl Metrics {
         self.last_reload_success.set(0);
         self.reloads
             .get_or_create(&ResultLabels { result: "failure" })
+            .inc();
+    }
+
+    pub fn store_state(&self, up: bool, circuit_open: bool) {
+        self.store_up.set(i64::from(up));
+        self.store_circuit_open.set(i64::from(circuit_open));
+    }
+
+    pub fn store_error(&self, kind: &'static str) {
+        self.store_errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn store_fallback(&self, result: &'static str) {
+        self.store_fallbacks
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

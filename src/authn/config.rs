@@ -175,7 +175,7 @@ impl Default for JwksCacheConfig {
 }
 
 /// Secret bytes that never appear in `Debug` or `Display` output.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {

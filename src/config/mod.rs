@@ -18,7 +18,7 @@ use crate::admin::config::AdminConfig;
 use crate::authn::config::AuthnConfig;
 use crate::protect::config::ResponseHeadersConfig;
 use crate::proxy::config::{ServerConfig, UpstreamConfig};
-use crate::ratelimit::config::RateLimitPolicy;
+use crate::ratelimit::config::{RateLimitPolicy, StoreConfig};
 use crate::route::config::RouteConfig;
 use crate::tenancy::config::{TenantConfig, TenantFrom};
 use crate::upstream_headers::IdentityHeaders;
@@ -40,6 +40,8 @@ pub struct Config {
     pub authentication: AuthnConfig,
     pub identity_headers: IdentityHeaders,
     pub response_headers: ResponseHeadersConfig,
+    /// Where the rate-limit counts live (in-process or Redis).
+    pub rate_limit_store: StoreConfig,
     pub rate_limits: HashMap<String, Arc<RateLimitPolicy>>,
     /// Policies applied to every route, before the route's own.
     pub global_rate_limits: Vec<Arc<RateLimitPolicy>>,
@@ -128,7 +130,8 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let mut authentication = crate::authn::config::read(top, base_dir);
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
-    let rate_limits = crate::ratelimit::config::read_policies(top);
+    let rate_limit_store = crate::ratelimit::config::read_store(top, base_dir);
+    let rate_limits = crate::ratelimit::config::read_policies(top, rate_limit_store.as_ref());
     let global_rate_limits = crate::ratelimit::config::read_global(
         top,
         &declared_names(top, "rate_limits"),
@@ -165,6 +168,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         authentication: authentication?,
         identity_headers: identity_headers?,
         response_headers: response_headers?,
+        rate_limit_store: rate_limit_store?,
         rate_limits: rate_limits?,
         global_rate_limits: global_rate_limits?,
         routes: routes?.into_iter().map(Arc::new).collect(),

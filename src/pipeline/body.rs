@@ -106,3 +106,45 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Wraps a response body with the concurrency slots its request holds, so
+/// they are given back only when the body has been sent or dropped (a
+/// client that disconnects mid-response drops it).
+pub fn holding(body: Body, leases: Vec<crate::ratelimit::concurrency::Lease>) -> Body {
+    if leases.is_empty() {
+        return body;
+    }
+    Holding {
+        inner: body,
+        _leases: leases,
+    }
+    .boxed()
+}
+
+pin_project_lite::pin_project! {
+    struct Holding {
+        #[pin]
+        inner: Body,
+        _leases: Vec<crate::ratelimit::concurrency::Lease>,
+    }
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

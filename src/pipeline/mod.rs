@@ -31,7 +31,7 @@ use crate::normalize::{self, Normalized};
 use crate::pipeline::body::{Body, LimitedBody};
 use crate::pipeline::reject::Rejection;
 use crate::proxy::upstream::{UpstreamError, Upstreams};
-use crate::ratelimit::{KeyInputs, Limiter, Outcome};
+use crate::ratelimit::{KeyInputs, Limiter, Outcome, Verdict};
 use crate::route::config::{AuthMode, RouteConfig};
 use crate::route::Router;
 use crate::tenancy::config::{TenantConfig, TenantFrom};
@@ -53,18 +53,15 @@ pub struct Durable {
 }
 
 impl Durable {
-    pub fn new() -> Self {
+    /// Builds the lasting state. The rate-limit store is chosen here, once:
+    /// a reload that changes it waits for a restart.
+    pub fn new(store: &crate::ratelimit::config::StoreConfig) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Durable {
-            metrics: Arc::new(Metrics::new()),
-            limiter: Arc::new(Limiter::new(MAX_RATE_LIMIT_KEYS)),
+            limiter: Arc::new(Limiter::new(MAX_RATE_LIMIT_KEYS, store, metrics.clone())),
+            metrics,
             fetcher: crate::authn::fetch::Fetcher::new(),
         }
-    }
-}
-
-impl Default for Durable {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -201,7 +198,12 @@ impl Gateway {
         };
         let response = self.protect(&context, response, connection);
         self.record(&context, &response, reason);
-        response
+        let leases = context
+            .limit
+            .as_mut()
+            .map(|outcome| std::mem::take(&mut outcome.leases))
+            .unwrap_or_default();
+        response.map(|body| crate::pipeline::body::holding(body, leases))
     }
 
     async fn run(
@@ -253,7 +255,7 @@ impl Gateway {
             context.identity = Some(identity);
         }
 
-        self.limit(context, &route)?;
+        self.limit(context, &route).await?;
 
         if let Some(identity) = &context.identity {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
@@ -440,37 +442,45 @@ impl Gateway {
         Ok(())
     }
 
-    fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
+    async fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
         let tenant_policies = context
             .tenant
             .as_ref()
             .map(|t| t.rate_limits.as_slice())
             .unwrap_or_default();
-        let policies = self
+        let policies: Vec<_> = self
             .config
             .global_rate_limits
             .iter()
             .chain(tenant_policies)
-            .chain(route.rate_limits.iter());
+            .chain(route.rate_limits.iter())
+            .collect();
+        if policies.is_empty() {
+            return Ok(());
+        }
         let inputs = KeyInputs {
             client_ip: context.client_ip,
             identity: context.identity.as_deref(),
             route_id: &route.id,
             tenant: context.tenant.as_ref().map(|t| t.id.as_str()),
         };
-        let Some(outcome) = self.limiter.check(policies, &inputs) else {
+        let checked = self
+            .limiter
+            .check(&policies, &inputs, route.on_store_failure)
+            .await;
+        let Some(outcome) = checked else {
             return Ok(());
         };
-        let denied = !outcome.decision.allowed;
-        let retry_after = outcome
-            .decision
-            .retry_after
-            .unwrap_or(outcome.decision.reset_after);
+        let verdict = outcome.verdict;
         context.limit = Some(outcome);
-        if denied {
-            return Err(Rejection::RateLimited { retry_after });
+        match verdict {
+            Verdict::Admitted => Ok(()),
+            Verdict::Limited { retry_after } => Err(Rejection::RateLimited { retry_after }),
+            Verdict::Concurrency => Err(Rejection::ConcurrencyLimited),
+            Verdict::StoreUnavailable { retry_after } => {
+                Err(Rejection::LimitStoreUnavailable { retry_after })
+            }
         }
-        Ok(())
     }
 
     async fn forward(
@@ -557,12 +567,7 @@ impl Gateway {
             sensitive,
         );
         if let Some(outcome) = &context.limit {
-            crate::ratelimit::headers::apply(
-                response.headers_mut(),
-                &outcome.policy.name,
-                &outcome.policy.quota,
-                &outcome.decision,
-            );
+            crate::ratelimit::headers::apply_all(response.headers_mut(), &outcome.header_items());
         }
         response
     }

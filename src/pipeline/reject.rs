@@ -36,6 +36,13 @@ pub enum Rejection {
     RateLimited {
         retry_after: Duration,
     },
+    /// Every concurrency slot of the caller's key is taken.
+    ConcurrencyLimited,
+    /// The shared rate-limit store is unavailable and the route denies
+    /// rather than limit locally.
+    LimitStoreUnavailable {
+        retry_after: Duration,
+    },
     UpstreamUnavailable,
     UpstreamTimeout,
     /// A fault inside the gateway; details are logged, never sent.
@@ -54,6 +61,8 @@ impl Rejection {
             Rejection::TenantMismatch => "tenant_mismatch",
             Rejection::StepUpRequired(_) => "insufficient_user_authentication",
             Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::ConcurrencyLimited => "concurrency_limited",
+            Rejection::LimitStoreUnavailable { .. } => "rate_limit_store_unavailable",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::Internal => "internal_error",
@@ -73,7 +82,10 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
-            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::RateLimited { .. } | Rejection::ConcurrencyLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Rejection::LimitStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +119,12 @@ impl Rejection {
             Rejection::StepUpRequired(_) => "a stronger or more recent authentication is required",
             Rejection::RateLimited { .. } => {
                 "rate limit exceeded; retry after the time in Retry-After"
+            }
+            Rejection::ConcurrencyLimited => {
+                "too many requests of this caller are in progress; retry after the time in Retry-After"
+            }
+            Rejection::LimitStoreUnavailable { .. } => {
+                "the rate limit store is unavailable; retry after the time in Retry-After"
             }
             Rejection::UpstreamUnavailable => "the upstream service failed to respond",
             Rejection::UpstreamTimeout => "the upstream service timed out",
@@ -177,9 +195,13 @@ impl Rejection {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Rejection::RateLimited { retry_after } => {
+            Rejection::RateLimited { retry_after }
+            | Rejection::LimitStoreUnavailable { retry_after } => {
                 let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            Rejection::ConcurrencyLimited => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

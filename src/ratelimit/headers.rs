@@ -53,18 +53,59 @@ const NANOS_PER_SECOND: u128 = 1_000_000_000;
 /// The policy name is written as an sf-string: `"` and `\` are escaped, and
 /// each character outside printable ASCII is replaced with `_`.
 pub fn apply(headers: &mut HeaderMap, policy_name: &str, quota: &Quota, decision: &Decision) {
-    let policy = sf_string(policy_name);
+    apply_all(headers, &[Item::rate(policy_name, quota, decision)]);
+}
 
-    let (quota_requests, window_seconds) = advertised_rate(quota);
-    let policy_value = format!("{policy};q={quota_requests};w={window_seconds}");
-    headers.insert(RATELIMIT_POLICY, ascii_value(policy_value));
+/// One policy as a response reports it.
+pub struct Item<'a> {
+    pub policy: &'a str,
+    /// `q`: requests admitted per window.
+    pub quota: u64,
+    /// `w`: the window in whole seconds.
+    pub window: u64,
+    pub decision: &'a Decision,
+}
 
-    let retry_seconds = retry_after_seconds(decision);
-    let effective_window = retry_seconds.unwrap_or_else(|| ceil_seconds(decision.reset_after));
-    let limit_value = format!("{policy};r={};t={effective_window}", decision.remaining);
-    headers.insert(RATELIMIT, ascii_value(limit_value));
+impl<'a> Item<'a> {
+    /// A rate, advertised as its sustained rate (see [`apply`]).
+    pub fn rate(policy: &'a str, quota: &Quota, decision: &'a Decision) -> Self {
+        let (quota, window) = advertised_rate(quota);
+        Item {
+            policy,
+            quota,
+            window,
+            decision,
+        }
+    }
+}
 
-    if let Some(seconds) = retry_seconds {
+/// Sets `RateLimit-Policy` and `RateLimit` listing every policy that
+/// applied, in order, and `Retry-After` with the longest wait among the
+/// denials. A calendar quota is advertised with its limit as `q` and its
+/// window's length as `w`, and `t` counts to the window's end.
+pub fn apply_all(headers: &mut HeaderMap, items: &[Item]) {
+    let mut policies = String::new();
+    let mut limits = String::new();
+    let mut retry: Option<u64> = None;
+    for item in items {
+        let separator = if policies.is_empty() { "" } else { ", " };
+        let name = sf_string(item.policy);
+        let (quota, window) = (clamp_sf_integer(item.quota.into()), item.window);
+        policies.push_str(&format!("{separator}{name};q={quota};w={window}"));
+
+        let retry_seconds = retry_after_seconds(item.decision);
+        let effective_window =
+            retry_seconds.unwrap_or_else(|| ceil_seconds(item.decision.reset_after));
+        let remaining = item.decision.remaining;
+        limits.push_str(&format!("{separator}{name};r={remaining};t={effective_window}"));
+        retry = retry.max(retry_seconds);
+    }
+    if items.is_empty() {
+        return;
+    }
+    headers.insert(RATELIMIT_POLICY, ascii_value(policies));
+    headers.insert(RATELIMIT, ascii_value(limits));
+    if let Some(seconds) = retry {
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
 }

@@ -13,7 +13,7 @@ use crate::authz::config::PoliciesConfig;
 use crate::config::reader::{found, list_items, scalar_text, MapReader};
 use crate::config::Declared;
 use crate::proxy::config::UpstreamConfig;
-use crate::ratelimit::config::RateLimitPolicy;
+use crate::ratelimit::config::{RateLimitPolicy, StoreFailure};
 use crate::tenancy::config::TenantFrom;
 
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub struct RouteConfig {
     pub authentication: AuthMode,
     pub require: Requirements,
     pub rate_limits: Vec<Arc<RateLimitPolicy>>,
+    /// What the shared limits of this route do while the store is down.
+    pub on_store_failure: StoreFailure,
     /// Responses get `Cache-Control: no-store`.
     pub sensitive: bool,
     /// Request body limit for this route; the server default when absent.
@@ -191,6 +193,7 @@ fn read_route(
         &declared.rate_limits,
         policies,
     );
+    let on_store_failure = crate::ratelimit::config::read_store_failure(map);
     let sensitive = map.bool("sensitive").unwrap_or(false);
     let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
     let tenant_from = crate::tenancy::config::read_tenant_from(map);
@@ -245,6 +248,7 @@ fn read_route(
         authentication,
         require,
         rate_limits: rate_limits?,
+        on_store_failure: on_store_failure?,
         sensitive,
         max_body_bytes,
         tenant_from: tenant_from?,

@@ -1,0 +1,32 @@
+-- GCRA for one key on the Redis server's clock, in microseconds: the same
+-- steps as decide() in gcra.rs. Every value stays below 2^53, where Lua
+-- numbers are exact integers.
+--
+-- KEYS[1]: the key's theoretical arrival time (TAT)
+-- ARGV: emission interval (us), burst, cost
+-- Returns {allowed (1/0), remaining, reset_after (us), retry_after (us, -1 for none)}
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local window = burst * interval
+
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local new_tat = tat + cost * interval
+
+if new_tat - now <= window then
+  local ttl_ms = math.max(math.ceil((new_tat - now) / 1000), 1)
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
+  return {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, -1}
+end
+
+local retry = -1
+if cost <= burst then
+  retry = new_tat - window - now
+end
+local remaining = math.max(math.floor((window - (tat - now)) / interval), 0)
+return {0, remaining, tat - now, retry}
