@@ -4,9 +4,12 @@
 # end-to-end tests, the Node fixture self-tests and the quickstart smoke
 # test. Exits non-zero on any failure.
 #
-# Needs: cargo, node (20 or later), npm, curl, python3 with pip. Ports 3000, 8080 and 9090 on
-# 127.0.0.1 must be free for the quickstart smoke test; the other tests pick
-# free ports themselves.
+# Needs: cargo, node (20 or later), npm, curl, python3 with pip. Installs
+# redis-server with apt-get when it is missing (as root, or with sudo).
+# Ports 3000, 8080 and 9090 on 127.0.0.1 must be free for the quickstart
+# smoke test; the shared rate-limit tests use a Redis server on
+# 127.0.0.1:6390 (started here unless one answers there already), and the
+# other tests pick free ports themselves.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +31,37 @@ if [ ! -d target/opa-py/opa_bindings ]; then
     --ignore-requires-python opa-golib-python-bindings==0.4.4
 fi
 export PORTCULLIS_REQUIRE_OPA=1
+
+step "Starting a throwaway Redis server for the shared rate-limit tests"
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update
+  $sudo apt-get install -y redis-server
+fi
+redis_port=6390
+redis_pidfile="$PWD/target/test-redis.pid"
+stop_redis() {
+  if [ -f "$redis_pidfile" ]; then
+    kill "$(cat "$redis_pidfile")" 2>/dev/null || true
+    rm -f "$redis_pidfile"
+  fi
+}
+if redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; then
+  echo "using the Redis server that already answers on 127.0.0.1:$redis_port"
+else
+  mkdir -p target
+  trap stop_redis EXIT
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize yes --pidfile "$redis_pidfile" --logfile "$PWD/target/test-redis.log" --dir "$PWD/target"
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.2
+  done
+  redis-cli -h 127.0.0.1 -p "$redis_port" ping | grep -q PONG \
+    || { cat target/test-redis.log; echo "error: redis-server did not start on 127.0.0.1:$redis_port" >&2; exit 1; }
+fi
+export PORTCULLIS_TEST_REDIS="redis://127.0.0.1:$redis_port"
 
 step "Node fixture self-tests"
 (cd examples/users-api && npm test --silent)

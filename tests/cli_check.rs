@@ -395,3 +395,60 @@ fn policy_test_command_reports_results() {
         "{stdout}"
     );
 }
+
+const BROKEN_LIMITS: &str = "\
+upstreams:
+  api: { url: http://127.0.0.1:1 }
+rate_limit_store:
+  type: redis
+  url: redis://:hunter2-store-password@127.0.0.1:6379
+  key_prefix: \"{all}\"
+  timout: 50ms
+  circuit: { failures: 0, open_for: 5s, max_open_for: 1s }
+rate_limits:
+  both: { requests: 10, per: 1s, quota: 100, window: day, key: [ip] }
+  monthly: { quota: 100, window: fortnight, time_zone: Mars/Olympus, key: [tenant] }
+  slots: { concurrent: 0, lease: 1s, key: [client] }
+  nothing: { key: [ip] }
+routes:
+  - id: api
+    match: { path: /api, methods: [GET] }
+    upstream: api
+    authentication: none
+    on_store_failure: drop
+";
+
+#[test]
+fn rate_limit_store_and_policy_problems_reported() {
+    let (dir, path) = write_config("limits.yaml", BROKEN_LIMITS);
+    let output = check(&path);
+
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output, &dir);
+    let expected = [
+        "limits.yaml:5:8: rate_limit_store.url: the URL carries a password; put it under password: { env: NAME } or { file: PATH }",
+        "limits.yaml:6:15: rate_limit_store.key_prefix: expected a key prefix of letters, digits, '-', '_', ':' and '.' (at most 64), without braces",
+        "limits.yaml:10:9: rate_limits.both: expected exactly one of requests, quota or concurrent, found requests and quota",
+        "limits.yaml:7:3: rate_limit_store.timout: unknown key \"timout\"; did you mean \"timeout\"?",
+        "limits.yaml:8:24: rate_limit_store.circuit.failures: expected an integer from 1 to 1000, found \"0\"",
+        "limits.yaml:11:34: rate_limits.monthly.window: expected one of hour, day, month, found \"fortnight\"",
+        "limits.yaml:11:56: rate_limits.monthly.time_zone: unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Berlin",
+        "limits.yaml:12:24: rate_limits.slots.concurrent: expected an integer from 1 to 4294967295, found \"0\"",
+        "limits.yaml:12:34: rate_limits.slots.lease: expected a duration from 3s to 1day such as 500ms, 30s or 5m, found \"1s\"",
+        "limits.yaml:13:12: rate_limits.nothing.requests: missing; expected one of requests (a rate), quota (a calendar window) or concurrent (requests in flight)",
+        "limits.yaml:19:23: routes[0].on_store_failure: expected one of local, deny, found \"drop\"",
+    ];
+    for line in expected {
+        assert!(
+            lines.iter().any(|l| l == line),
+            "missing line:\n{line}\nin:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expected.len() + 1, "{}", lines.join("\n"));
+    let all = lines.join("\n");
+    assert!(
+        !all.contains("hunter2"),
+        "the store password was printed: {all}"
+    );
+}

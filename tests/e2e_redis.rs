@@ -115,7 +115,10 @@ async fn redis_harness_pauses_restarts_and_clusters() {
     assert_eq!(server.cli(&["PING"]).trim(), "PONG");
 
     server.restart();
-    assert!(server.keys("*").is_empty(), "a restarted server has no keys");
+    assert!(
+        server.keys("*").is_empty(),
+        "a restarted server has no keys"
+    );
     server.cli(&["SET", "probe", "2"]);
     assert_eq!(server.command_calls().get("set"), Some(&1));
     server.flush();
@@ -165,7 +168,11 @@ async fn limit_counts_across_two_gateways() {
     }
     for (index, gateway) in gateways.iter().enumerate() {
         let limited = gateway.get("/users").bearer(&token).send().await;
-        assert_eq!(limited.status(), 429, "gateway {index} after five requests in all");
+        assert_eq!(
+            limited.status(),
+            429,
+            "gateway {index} after five requests in all"
+        );
         assert_eq!(limited.reason().as_deref(), Some("rate_limited"));
         let seconds = retry_after(&limited);
         assert!(
@@ -173,7 +180,11 @@ async fn limit_counts_across_two_gateways() {
             "Retry-After {seconds}: one request is admitted every 12s"
         );
     }
-    assert_eq!(upstream.count().await, 5, "requests that reached the upstream");
+    assert_eq!(
+        upstream.count().await,
+        5,
+        "requests that reached the upstream"
+    );
 
     let keys = redis.keys(&format!("{}:*", store.key_prefix));
     assert_eq!(keys.len(), 1, "one GCRA key for one subject: {keys:?}");
@@ -195,7 +206,8 @@ async fn admitted_load_stays_within_rate_across_gateways() {
     let config = config_for(&upstream, &[&provider]).route(
         "id: accuracy\nmatch: { path: /faults/headers, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [accuracy]",
     );
-    let policy = format!("accuracy: {{ requests: {RATE}, per: 1s, burst: {BURST}, key: [subject] }}");
+    let policy =
+        format!("accuracy: {{ requests: {RATE}, per: 1s, burst: {BURST}, key: [subject] }}");
     let yaml = with_store(&config.yaml(), &store, &[&policy]);
     let gateways = [Gateway::start(&yaml).await, Gateway::start(&yaml).await];
     let token = token_for(&provider, "accuracy-subject");
@@ -213,10 +225,11 @@ async fn admitted_load_stays_within_rate_across_gateways() {
             let (admitted, limited, other) = (admitted.clone(), limited.clone(), other.clone());
             clients.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let response = RequestBuilder::new(address, http::Method::GET, "/faults/headers")
-                        .bearer(&token)
-                        .send()
-                        .await;
+                    let response =
+                        RequestBuilder::new(address, http::Method::GET, "/faults/headers")
+                            .bearer(&token)
+                            .send()
+                            .await;
                     let counter = match response.status() {
                         200 => &admitted,
                         429 => &limited,
@@ -243,7 +256,11 @@ async fn admitted_load_stays_within_rate_across_gateways() {
         elapsed.as_secs_f64(),
         2 * CLIENTS_PER_GATEWAY
     );
-    assert_eq!(other.load(Ordering::Relaxed), 0, "responses other than 200 and 429");
+    assert_eq!(
+        other.load(Ordering::Relaxed),
+        0,
+        "responses other than 200 and 429"
+    );
     assert!(
         limited > admitted,
         "the load was too light to test the limit: {admitted} admitted, {limited} limited"
@@ -256,7 +273,11 @@ async fn admitted_load_stays_within_rate_across_gateways() {
         (admitted as f64) >= expected_by_rate * 0.8,
         "{admitted} admitted in {elapsed:?}: far below the rate ({expected_by_rate:.1})"
     );
-    assert_eq!(upstream.count().await, admitted, "requests that reached the upstream");
+    assert_eq!(
+        upstream.count().await,
+        admitted,
+        "requests that reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -292,12 +313,30 @@ async fn limits_and_quotas_survive_gateway_restart() {
 
     let second = Gateway::start(&yaml).await;
     let rate = second.get("/users").bearer(&rate_token).send().await;
-    assert_eq!(rate.status(), 429, "GCRA limit after the restart: {}", rate.text());
+    assert_eq!(
+        rate.status(),
+        429,
+        "GCRA limit after the restart: {}",
+        rate.text()
+    );
     assert_eq!(rate.reason().as_deref(), Some("rate_limited"));
-    let quota = second.get("/faults/headers").bearer(&quota_token).send().await;
-    assert_eq!(quota.status(), 429, "daily quota after the restart: {}", quota.text());
+    let quota = second
+        .get("/faults/headers")
+        .bearer(&quota_token)
+        .send()
+        .await;
+    assert_eq!(
+        quota.status(),
+        429,
+        "daily quota after the restart: {}",
+        quota.text()
+    );
     assert_eq!(quota.reason().as_deref(), Some("rate_limited"));
-    assert_eq!(upstream.count().await, 7, "requests that reached the upstream");
+    assert_eq!(
+        upstream.count().await,
+        7,
+        "requests that reached the upstream"
+    );
 }
 
 /// The first and last second (exclusive) of the calendar month that
@@ -375,7 +414,11 @@ async fn quota_reports_calendar_window() {
     let store = StoreConfig::server(&redis);
     let mut config = config_for(&upstream, &[&provider]).rate_limit(100, "1m");
     for case in &cases {
-        let name = case.policy.split(':').next().expect("a policy line has a name");
+        let name = case
+            .policy
+            .split(':')
+            .next()
+            .expect("a policy line has a name");
         config = config.route(&format!(
             "id: {name}-route\nmatch: {{ path: {}, methods: [GET] }}\nupstream: users\nrequire: {{ scopes: [read:users] }}\nrate_limits: [per-subject, {name}]",
             case.path
@@ -385,7 +428,11 @@ async fn quota_reports_calendar_window() {
     let gateway = Gateway::start(&with_store(&config.yaml(), &store, &policies)).await;
 
     for (index, case) in cases.iter().enumerate() {
-        let name = case.policy.split(':').next().expect("a policy line has a name");
+        let name = case
+            .policy
+            .split(':')
+            .next()
+            .expect("a policy line has a name");
         let description = case.description;
         let token = token_for(&provider, &format!("quota-subject-{index}"));
         let (start, end) = (case.window)(unix_now());
@@ -396,7 +443,13 @@ async fn quota_reports_calendar_window() {
             assert_eq!(response.status(), 200, "{description}: {}", response.text());
             assert_eq!(
                 response.header("ratelimit-policy"),
-                Some(format!(r#""per-subject";q=100;w=60, "{name}";q=2;w={}"#, end - start).as_str()),
+                Some(
+                    format!(
+                        r#""per-subject";q=100;w=60, "{name}";q=2;w={}"#,
+                        end - start
+                    )
+                    .as_str()
+                ),
                 "{description}: RateLimit-Policy"
             );
             let limit = response.header("ratelimit").unwrap_or_default().to_string();
@@ -418,8 +471,17 @@ async fn quota_reports_calendar_window() {
         }
 
         let denied = gateway.get(&path).bearer(&token).send().await;
-        assert_eq!(denied.status(), 429, "{description}: third request: {}", denied.text());
-        assert_eq!(denied.reason().as_deref(), Some("rate_limited"), "{description}");
+        assert_eq!(
+            denied.status(),
+            429,
+            "{description}: third request: {}",
+            denied.text()
+        );
+        assert_eq!(
+            denied.reason().as_deref(),
+            Some("rate_limited"),
+            "{description}"
+        );
         let seconds = retry_after(&denied);
         let until_end = end - unix_now();
         assert!(
@@ -434,7 +496,11 @@ async fn quota_reports_calendar_window() {
             "{description}: no quota key for the window starting at {start}: {keys:?}"
         );
     }
-    assert_eq!(upstream.count().await, 6, "requests that reached the upstream");
+    assert_eq!(
+        upstream.count().await,
+        6,
+        "requests that reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -462,7 +528,10 @@ async fn keys_never_contain_credentials() {
         .claim("client_id", client.into())
         .sign();
 
-    assert_eq!(statuses(&gateway, "/faults/headers", &token, 2).await, vec![200, 200]);
+    assert_eq!(
+        statuses(&gateway, "/faults/headers", &token, 2).await,
+        vec![200, 200]
+    );
 
     let keys = redis.keys(&format!("{}:*", store.key_prefix));
     let gcra = keys.iter().filter(|key| key.contains(":gcra:")).count();
@@ -472,7 +541,10 @@ async fn keys_never_contain_credentials() {
     for key in &keys {
         assert_hashed_key(key, &store.key_prefix);
         for raw in [subject, client, "127.0.0.1", token.as_str()] {
-            assert!(!key.contains(raw), "Redis key {key:?} contains raw key text");
+            assert!(
+                !key.contains(raw),
+                "Redis key {key:?} contains raw key text"
+            );
         }
     }
 }
@@ -586,14 +658,7 @@ async fn concurrency_limit_rejects_third_request() {
     let token = token_for(&provider, "concurrent-subject");
 
     let in_flight: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(
-                gateway
-                    .get("/faults/slow?ms=1500")
-                    .bearer(&token)
-                    .send(),
-            )
-        })
+        .map(|_| tokio::spawn(gateway.get("/faults/slow?ms=1500").bearer(&token).send()))
         .collect();
     wait_for_leases(&redis, &prefix, 2, "two leases are held").await;
     let keys = redis.keys(&format!("{prefix}:*"));
@@ -601,20 +666,43 @@ async fn concurrency_limit_rejects_third_request() {
     assert_hashed_key(&keys[0], &prefix);
 
     let third = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
-    assert_eq!(third.status(), 429, "a third request in flight: {}", third.text());
+    assert_eq!(
+        third.status(),
+        429,
+        "a third request in flight: {}",
+        third.text()
+    );
     assert_eq!(third.reason().as_deref(), Some("concurrency_limited"));
     assert_eq!(third.header("retry-after"), Some("1"));
     let other = token_for(&provider, "another-subject");
     let separate = gateway.get("/faults/slow?ms=0").bearer(&other).send().await;
-    assert_eq!(separate.status(), 200, "another subject has leases of its own");
+    assert_eq!(
+        separate.status(),
+        200,
+        "another subject has leases of its own"
+    );
 
     for request in in_flight {
         let response = request.await.expect("the slow request task ends");
-        assert_eq!(response.status(), 200, "a slow request: {}", response.text());
+        assert_eq!(
+            response.status(),
+            200,
+            "a slow request: {}",
+            response.text()
+        );
     }
-    assert_eq!(leases_held(&redis, &prefix), 0, "leases after both completed");
+    assert_eq!(
+        leases_held(&redis, &prefix),
+        0,
+        "leases after both completed"
+    );
     let after = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
-    assert_eq!(after.status(), 200, "after the two completed: {}", after.text());
+    assert_eq!(
+        after.status(),
+        200,
+        "after the two completed: {}",
+        after.text()
+    );
 }
 
 #[tokio::test]
@@ -640,36 +728,88 @@ async fn concurrency_leases_released_on_every_exit() {
         wait_for_leases(&redis, &prefix, 1, "a lease is held during a request").await;
         let response = slow.await.expect("the slow request task ends");
         assert_eq!(response.status(), 200, "round {round}: completed request");
-        wait_for_leases(&redis, &prefix, 0, "the lease of a completed request is released").await;
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of a completed request is released",
+        )
+        .await;
 
         // The client closes the connection before the response head.
         let stream = open_request(&gateway, "/faults/slow?ms=20000", &token).await;
-        wait_for_leases(&redis, &prefix, 1, "a lease is held for the aborted request").await;
+        wait_for_leases(
+            &redis,
+            &prefix,
+            1,
+            "a lease is held for the aborted request",
+        )
+        .await;
         drop(stream);
-        wait_for_leases(&redis, &prefix, 0, "the lease of an aborted request is released").await;
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of an aborted request is released",
+        )
+        .await;
 
         // The client closes the connection while the body streams.
         let mut stream = open_request(&gateway, "/faults/big?kb=1048576", &token).await;
         let mut head = [0u8; 1024];
-        let read = stream.read(&mut head).await.expect("read the response start");
+        let read = stream
+            .read(&mut head)
+            .await
+            .expect("read the response start");
         assert!(
             String::from_utf8_lossy(&head[..read]).starts_with("HTTP/1.1 200"),
             "round {round}: a streamed body starts with 200"
         );
         wait_for_leases(&redis, &prefix, 1, "a lease is held while the body streams").await;
         drop(stream);
-        wait_for_leases(&redis, &prefix, 0, "the lease of an abandoned body is released").await;
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of an abandoned body is released",
+        )
+        .await;
 
         // The upstream closes the socket without a response.
         let reset = gateway.get("/faults/reset").bearer(&token).send().await;
-        assert_eq!(reset.status(), 502, "round {round}: upstream reset: {}", reset.text());
-        wait_for_leases(&redis, &prefix, 0, "the lease of an upstream error is released").await;
+        assert_eq!(
+            reset.status(),
+            502,
+            "round {round}: upstream reset: {}",
+            reset.text()
+        );
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of an upstream error is released",
+        )
+        .await;
 
         // Authorization rejects the request after the lease was acquired.
-        let forbidden = gateway.get("/faults/slow?ms=0").bearer(&unscoped).send().await;
-        assert_eq!(forbidden.status(), 403, "round {round}: no read:users scope");
+        let forbidden = gateway
+            .get("/faults/slow?ms=0")
+            .bearer(&unscoped)
+            .send()
+            .await;
+        assert_eq!(
+            forbidden.status(),
+            403,
+            "round {round}: no read:users scope"
+        );
         assert_eq!(forbidden.reason().as_deref(), Some("insufficient_scope"));
-        wait_for_leases(&redis, &prefix, 0, "the lease of a forbidden request is released").await;
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of a forbidden request is released",
+        )
+        .await;
     }
 
     upstream.stop();
@@ -682,7 +822,13 @@ async fn concurrency_leases_released_on_every_exit() {
             response.text()
         );
     }
-    wait_for_leases(&redis, &prefix, 0, "leases of requests to a stopped upstream are released").await;
+    wait_for_leases(
+        &redis,
+        &prefix,
+        0,
+        "leases of requests to a stopped upstream are released",
+    )
+    .await;
 
     let last = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
     assert_ne!(

@@ -32,19 +32,37 @@ async fn cluster_store_limits_with_hash_tags() {
     let gateways = [Gateway::start(&yaml).await, Gateway::start(&yaml).await];
 
     for index in 0..SUBJECTS {
-        let token = provider.forge().subject(&format!("cluster-subject-{index}")).sign();
+        let token = provider
+            .forge()
+            .subject(&format!("cluster-subject-{index}"))
+            .sign();
         let mut rate = Vec::new();
         for attempt in 0..4 {
             let gateway = &gateways[attempt % 2];
             rate.push(gateway.get("/users").bearer(&token).send().await.status());
         }
-        assert_eq!(rate, vec![200, 200, 200, 429], "subject {index}: GCRA 3 per minute");
+        assert_eq!(
+            rate,
+            vec![200, 200, 200, 429],
+            "subject {index}: GCRA 3 per minute"
+        );
         let mut quota = Vec::new();
         for attempt in 0..3 {
             let gateway = &gateways[attempt % 2];
-            quota.push(gateway.get("/faults/headers").bearer(&token).send().await.status());
+            quota.push(
+                gateway
+                    .get("/faults/headers")
+                    .bearer(&token)
+                    .send()
+                    .await
+                    .status(),
+            );
         }
-        assert_eq!(quota, vec![200, 200, 429], "subject {index}: daily quota of 2");
+        assert_eq!(
+            quota,
+            vec![200, 200, 429],
+            "subject {index}: daily quota of 2"
+        );
     }
     assert_eq!(
         upstream.count().await,

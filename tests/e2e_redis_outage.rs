@@ -127,21 +127,42 @@ async fn limits_through_outage(outage: Outage) {
     let token = |subject: &str| provider.forge().subject(subject).sign();
 
     // Redis is up: both routes count there.
-    assert_eq!(timed_statuses(&gateway, "/faults/headers", &token("before"), 2).await, vec![200, 200]);
-    assert_eq!(timed_statuses(&gateway, "/faults/slow?ms=0", &token("before"), 1).await, vec![200]);
+    assert_eq!(
+        timed_statuses(&gateway, "/faults/headers", &token("before"), 2).await,
+        vec![200, 200]
+    );
+    assert_eq!(
+        timed_statuses(&gateway, "/faults/slow?ms=0", &token("before"), 1).await,
+        vec![200]
+    );
     assert_eq!(
         redis.keys(&format!("{prefix}:gcra:*")).len(),
         2,
         "GCRA keys before the outage"
     );
     assert_eq!(gauge(&gateway, "portcullis_rate_limit_store_up").await, 1.0);
-    assert_eq!(gauge(&gateway, "portcullis_rate_limit_store_circuit_open").await, 0.0);
+    assert_eq!(
+        gauge(&gateway, "portcullis_rate_limit_store_circuit_open").await,
+        0.0
+    );
 
     let samples = Arc::new(Mutex::new(Vec::new()));
     let (stop, stopped) = watch::channel(false);
     let load = [
-        start_load(gateway.address, "/faults/slow?ms=0", token("deny-load"), samples.clone(), stopped.clone()),
-        start_load(gateway.address, "/faults/headers", token("local-load"), samples.clone(), stopped.clone()),
+        start_load(
+            gateway.address,
+            "/faults/slow?ms=0",
+            token("deny-load"),
+            samples.clone(),
+            stopped.clone(),
+        ),
+        start_load(
+            gateway.address,
+            "/faults/headers",
+            token("local-load"),
+            samples.clone(),
+            stopped.clone(),
+        ),
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -161,13 +182,30 @@ async fn limits_through_outage(outage: Outage) {
         expected(200, 5, 429, 3),
         "{outage:?}: a local route during the outage"
     );
-    let denied = gateway.get("/faults/slow?ms=0").bearer(&token("during")).send().await;
-    assert_eq!(denied.status(), 503, "{outage:?}: a deny route: {}", denied.text());
-    assert_eq!(denied.reason().as_deref(), Some("rate_limit_store_unavailable"));
+    let denied = gateway
+        .get("/faults/slow?ms=0")
+        .bearer(&token("during"))
+        .send()
+        .await;
+    assert_eq!(
+        denied.status(),
+        503,
+        "{outage:?}: a deny route: {}",
+        denied.text()
+    );
+    assert_eq!(
+        denied.reason().as_deref(),
+        Some("rate_limit_store_unavailable")
+    );
     let retry_after: u64 = denied
         .header("retry-after")
         .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("expected a numeric Retry-After, found {:?}", denied.header("retry-after")));
+        .unwrap_or_else(|| {
+            panic!(
+                "expected a numeric Retry-After, found {:?}",
+                denied.header("retry-after")
+            )
+        });
     assert!(retry_after >= 1, "Retry-After {retry_after}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -188,7 +226,10 @@ async fn limits_through_outage(outage: Outage) {
         expected(200, 10, 429, 2),
         "{outage:?}: a local route after recovery"
     );
-    assert_eq!(timed_statuses(&gateway, "/faults/slow?ms=0", &token("after"), 1).await, vec![200]);
+    assert_eq!(
+        timed_statuses(&gateway, "/faults/slow?ms=0", &token("after"), 1).await,
+        vec![200]
+    );
     let keys_after = redis.keys(&format!("{prefix}:gcra:*"));
     assert!(
         keys_after.len() >= 2,
@@ -201,7 +242,10 @@ async fn limits_through_outage(outage: Outage) {
 
     let samples = samples.lock().unwrap().clone();
     let slowest = samples.iter().map(|s| s.duration).max().unwrap_or_default();
-    eprintln!("{outage:?}: {} load requests, slowest {slowest:?}", samples.len());
+    eprintln!(
+        "{outage:?}: {} load requests, slowest {slowest:?}",
+        samples.len()
+    );
     for sample in &samples {
         assert!(
             sample.duration <= max_duration(),
@@ -213,27 +257,53 @@ async fn limits_through_outage(outage: Outage) {
             "/faults/headers" => &[200, 429],
             _ => &[200, 503],
         };
-        assert!(allowed.contains(&sample.status), "{outage:?}: unexpected {sample:?}");
+        assert!(
+            allowed.contains(&sample.status),
+            "{outage:?}: unexpected {sample:?}"
+        );
         if sample.status == 503 {
-            assert_eq!(sample.reason.as_deref(), Some("rate_limit_store_unavailable"), "{sample:?}");
-            assert!(sample.retry_after.is_some(), "503 without Retry-After: {sample:?}");
+            assert_eq!(
+                sample.reason.as_deref(),
+                Some("rate_limit_store_unavailable"),
+                "{sample:?}"
+            );
+            assert!(
+                sample.retry_after.is_some(),
+                "503 without Retry-After: {sample:?}"
+            );
         }
     }
     let denied_load = samples.iter().filter(|s| s.status == 503).count();
     assert!(denied_load >= 1, "{outage:?}: the deny load saw no 503");
     let last_deny = samples.iter().rev().find(|s| s.path == "/faults/slow?ms=0");
-    assert_eq!(last_deny.map(|s| s.status), Some(200), "{outage:?}: the deny load after recovery");
+    assert_eq!(
+        last_deny.map(|s| s.status),
+        Some(200),
+        "{outage:?}: the deny load after recovery"
+    );
 
     let metrics = gateway.metrics().await;
     let kind = match outage {
         Outage::Kill => "connection",
         Outage::Pause => "timeout",
     };
-    let errors = metrics.value("portcullis_rate_limit_store_errors_total", &[("kind", kind)]);
-    assert!(errors >= 3.0, "{outage:?}: {errors} store errors of kind {kind}");
+    let errors = metrics.value(
+        "portcullis_rate_limit_store_errors_total",
+        &[("kind", kind)],
+    );
+    assert!(
+        errors >= 3.0,
+        "{outage:?}: {errors} store errors of kind {kind}"
+    );
     let logs = gateway.logs();
-    assert!(logs.contains("rate limit store unavailable"), "{outage:?}: no warning in the logs");
-    assert!(logs.contains("rate limit store recovered"), "{outage:?}: no recovery in the logs");
+    assert!(
+        logs.contains("rate limit store unavailable"),
+        "{outage:?}: no warning in the logs"
+    );
+    assert!(
+        logs.contains("rate limit store recovered"),
+        "{outage:?}: no recovery in the logs"
+    );
 }
 
 #[tokio::test]

@@ -72,8 +72,14 @@ mod tests {
 
         let first = counts.acquire(1, 2).expect("first slot");
         let second = counts.acquire(1, 2).expect("second slot");
-        assert!(counts.acquire(1, 2).is_none(), "third request over the limit");
-        assert!(counts.acquire(2, 2).is_some(), "another key has its own slots");
+        assert!(
+            counts.acquire(1, 2).is_none(),
+            "third request over the limit"
+        );
+        assert!(
+            counts.acquire(2, 2).is_some(),
+            "another key has its own slots"
+        );
 
         drop(first);
         let third = counts.acquire(1, 2).expect("slot given back");

@@ -189,6 +189,10 @@ fn read_policy(
             None
         }
         _ => {
+            // The other keys of each kind are known, just not together.
+            for key in ["per", "burst", "window", "time_zone", "lease"] {
+                map.get(key);
+            }
             let message = format!(
                 "expected exactly one of requests, quota or concurrent, found {}",
                 kinds.join(" and ")
@@ -291,7 +295,8 @@ fn read_shared(map: &MapReader, store: Option<&StoreConfig>) -> Option<bool> {
         Some(node) => {
             let shared = map.bool("shared")?;
             if shared && store == Some(&StoreConfig::Memory) {
-                let message = "shared: true needs a shared store: set rate_limit_store.type to redis";
+                let message =
+                    "shared: true needs a shared store: set rate_limit_store.type to redis";
                 map.problems.at(node, &map.child_path("shared"), message);
                 return None;
             }
@@ -424,12 +429,15 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
     let username = map.string("username");
     let password = crate::authn::config::read_secret(map, "password", base_dir);
     let failed_password = password.is_none() && map.get("password").is_some();
-    let key_prefix = map.string("key_prefix").unwrap_or_else(|| "portcullis".into());
-    if !is_key_prefix(&key_prefix) {
+    let key_prefix = map
+        .string("key_prefix")
+        .unwrap_or_else(|| "portcullis".into());
+    let bad_prefix = !is_key_prefix(&key_prefix);
+    if bad_prefix {
         let node = map.get("key_prefix").unwrap_or(map.node);
         let message = "expected a key prefix of letters, digits, '-', '_', ':' and '.' (at most 64), without braces";
-        map.problems.at(node, &map.child_path("key_prefix"), message);
-        return None;
+        map.problems
+            .at(node, &map.child_path("key_prefix"), message);
     }
     let timeout = optional(map, "timeout", Duration::from_millis(50), |m, k| {
         m.duration(k, Duration::from_millis(1), Duration::from_secs(10))
@@ -437,7 +445,7 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
     let connections = optional(map, "connections", 2, |m, k| m.integer(k, 1, 64));
     let instances = optional(map, "instances", 1, |m, k| m.integer(k, 1, 10_000));
     let circuit = read_circuit(map);
-    if failed_password {
+    if failed_password || bad_prefix {
         return None;
     }
     Some(RedisConfig {

@@ -97,7 +97,9 @@ pub fn apply_all(headers: &mut HeaderMap, items: &[Item]) {
         let effective_window =
             retry_seconds.unwrap_or_else(|| ceil_seconds(item.decision.reset_after));
         let remaining = item.decision.remaining;
-        limits.push_str(&format!("{separator}{name};r={remaining};t={effective_window}"));
+        limits.push_str(&format!(
+            "{separator}{name};r={remaining};t={effective_window}"
+        ));
         retry = retry.max(retry_seconds);
     }
     if items.is_empty() {
@@ -394,5 +396,40 @@ mod tests {
         apply(&mut headers, "per_second", &per_second, &chosen);
         assert_eq!(field(&headers, &RATELIMIT), Some(r#""per_second";r=0;t=1"#));
         assert_eq!(field(&headers, &RETRY_AFTER), Some("1"));
+    }
+
+    #[test]
+    fn apply_all_lists_every_policy_and_the_longest_retry() {
+        let rate = quota(10, Duration::from_secs(1), 10);
+        let admitted = decision_after(&rate, 0, 1);
+        let quota_denied = Decision {
+            allowed: false,
+            limit: 1000,
+            remaining: 0,
+            reset_after: Duration::from_secs(3600),
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        let items = [
+            Item::rate("per-client", &rate, &admitted),
+            Item {
+                policy: "daily",
+                quota: 1000,
+                window: 86_400,
+                decision: &quota_denied,
+            },
+        ];
+        let mut headers = HeaderMap::new();
+
+        apply_all(&mut headers, &items);
+
+        assert_eq!(
+            field(&headers, &RATELIMIT_POLICY),
+            Some(r#""per-client";q=10;w=1, "daily";q=1000;w=86400"#)
+        );
+        assert_eq!(
+            field(&headers, &RATELIMIT),
+            Some(r#""per-client";r=9;t=1, "daily";r=0;t=3600"#)
+        );
+        assert_eq!(field(&headers, &RETRY_AFTER), Some("3600"));
     }
 }

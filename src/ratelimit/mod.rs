@@ -55,6 +55,9 @@ pub struct Report {
     pub decision: Decision,
     /// The window of a quota, whose length the response advertises.
     pub span: Option<Span>,
+    /// The in-process key it was counted under; `None` when the shared
+    /// store counted it.
+    local_key: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,12 +159,14 @@ impl Limiter {
         outcome: &mut Outcome,
     ) {
         let marker = (share > 1 || policy.shared).then_some(FALLBACK);
-        let key = self.memory.key_hash(&key_parts(policy, inputs, marker).as_refs());
+        let key = self
+            .memory
+            .key_hash(&key_parts(policy, inputs, marker).as_refs());
         match &policy.limit {
             Limit::Rate(quota) => {
                 let quota = divided(quota, share);
                 let decision = self.memory.check(key, &quota);
-                outcome.rate(policy, decision, None);
+                outcome.rate(policy, decision, None, Some(key));
             }
             Limit::Window(window) => {
                 let now = jiff::Timestamp::now();
@@ -169,7 +174,7 @@ impl Limiter {
                 let limit = (window.limit / u64::from(share)).max(1);
                 let (allowed, used) = self.windows.check(key, limit, span);
                 let decision = window.decision(allowed, used, span, now);
-                outcome.rate(policy, decision, Some(span));
+                outcome.rate(policy, decision, Some(span), Some(key));
             }
             Limit::Concurrent { max, .. } => {
                 let max = (max.get() / share).max(1);
@@ -240,22 +245,25 @@ impl Limiter {
             else {
                 continue;
             };
-            match &self.shared {
-                Some(store) if report.policy.shared => {
+            match (report.local_key, &self.shared) {
+                (Some(key), _) => self.windows.refund(key, span),
+                (None, Some(store)) => {
                     store.refund(quota_key(store.key_prefix(), &report.policy, inputs, span));
                 }
-                _ => {
-                    let parts = key_parts(&report.policy, inputs, None);
-                    self.windows
-                        .refund(self.memory.key_hash(&parts.as_refs()), span);
-                }
+                (None, None) => {}
             }
         }
     }
 }
 
 impl Outcome {
-    fn rate(&mut self, policy: &Arc<RateLimitPolicy>, decision: Decision, span: Option<Span>) {
+    fn rate(
+        &mut self,
+        policy: &Arc<RateLimitPolicy>,
+        decision: Decision,
+        span: Option<Span>,
+        local_key: Option<u64>,
+    ) {
         if !decision.allowed {
             let retry_after = decision.retry_after.unwrap_or(decision.reset_after);
             let longest = match self.verdict {
@@ -270,6 +278,7 @@ impl Outcome {
             policy: policy.clone(),
             decision,
             span,
+            local_key,
         });
     }
 
@@ -316,8 +325,7 @@ fn divided(quota: &Quota, share: u32) -> Quota {
         return *quota;
     }
     let part = |n: NonZeroU32| NonZeroU32::new((n.get() / share).max(1)).unwrap();
-    Quota::with_burst(part(quota.requests()), quota.period(), part(quota.burst()))
-        .unwrap_or(*quota)
+    Quota::with_burst(part(quota.requests()), quota.period(), part(quota.burst())).unwrap_or(*quota)
 }
 
 fn shared_call(
@@ -358,7 +366,12 @@ fn quota_key(prefix: &str, policy: &RateLimitPolicy, inputs: &KeyInputs, span: S
     format!("{prefix}:quota:{{{digest}}}:{}", span.start)
 }
 
-fn record_reply(policy: &Arc<RateLimitPolicy>, reply: Reply, now: jiff::Timestamp, outcome: &mut Outcome) {
+fn record_reply(
+    policy: &Arc<RateLimitPolicy>,
+    reply: Reply,
+    now: jiff::Timestamp,
+    outcome: &mut Outcome,
+) {
     match (reply, &policy.limit) {
         (
             Reply::Rate {
@@ -376,12 +389,12 @@ fn record_reply(policy: &Arc<RateLimitPolicy>, reply: Reply, now: jiff::Timestam
                 reset_after,
                 retry_after,
             };
-            outcome.rate(policy, decision, None);
+            outcome.rate(policy, decision, None, None);
         }
         (Reply::Quota { allowed, used }, Limit::Window(window)) => {
             let span = window.span(now);
             let decision = window.decision(allowed, used, span, now);
-            outcome.rate(policy, decision, Some(span));
+            outcome.rate(policy, decision, Some(span), None);
         }
         (Reply::Acquire(Some(lease)), _) => outcome.leases.push(Lease::Shared(lease)),
         (Reply::Acquire(None), _) => outcome.refuse(Verdict::Concurrency),
@@ -489,7 +502,9 @@ mod tests {
                 };
                 let policies = [&policy];
                 let check = limiter.check(&policies, &inputs, StoreFailure::Local);
-                let outcome = futures_util::FutureExt::now_or_never(check).unwrap().unwrap();
+                let outcome = futures_util::FutureExt::now_or_never(check)
+                    .unwrap()
+                    .unwrap();
                 outcome.verdict == Verdict::Admitted
             };
 
@@ -505,6 +520,95 @@ mod tests {
                 check(&second),
                 "{part:?}: same id under another issuer shares the bucket"
             );
+        }
+    }
+
+    fn policy(name: &str, limit: Limit) -> Arc<RateLimitPolicy> {
+        Arc::new(RateLimitPolicy {
+            name: name.into(),
+            limit,
+            key: vec![KeyPart::Ip],
+            shared: false,
+        })
+    }
+
+    fn verdict(limiter: &Limiter, policies: &[&Arc<RateLimitPolicy>]) -> (Verdict, Outcome) {
+        let inputs = KeyInputs {
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            identity: None,
+            route_id: "reports",
+            tenant: None,
+        };
+        let check = limiter.check(policies, &inputs, StoreFailure::Local);
+        let outcome = futures_util::FutureExt::now_or_never(check)
+            .unwrap()
+            .unwrap();
+        (outcome.verdict, outcome)
+    }
+
+    #[test]
+    fn refused_request_gives_back_quota_and_slots() {
+        let limiter = Limiter::new(100, &StoreConfig::Memory, Arc::new(Metrics::new()));
+        let rate = policy(
+            "rate",
+            Limit::Rate(Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap()),
+        );
+        let daily = policy(
+            "daily",
+            Limit::Window(crate::ratelimit::window::WindowQuota::new(
+                2,
+                crate::ratelimit::window::CalendarWindow::Day,
+                jiff::tz::TimeZone::UTC,
+                "UTC".into(),
+            )),
+        );
+        let slots = policy(
+            "slots",
+            Limit::Concurrent {
+                max: NonZeroU32::new(1).unwrap(),
+                lease: Duration::from_secs(30),
+            },
+        );
+        let all = [&rate, &daily, &slots];
+
+        let (first, held) = verdict(&limiter, &all);
+        assert_eq!(first, Verdict::Admitted);
+        assert_eq!(held.leases.len(), 1);
+        assert_eq!(
+            verdict(&limiter, &[&slots]).0,
+            Verdict::Concurrency,
+            "the first request still holds the slot"
+        );
+        drop(held);
+
+        let (second, refused) = verdict(&limiter, &all);
+        assert!(matches!(second, Verdict::Limited { .. }), "{second:?}");
+        assert!(refused.leases.is_empty(), "a refused request holds no slot");
+
+        assert_eq!(
+            verdict(&limiter, &[&daily]).0,
+            Verdict::Admitted,
+            "the refused request's quota was given back"
+        );
+        assert!(matches!(
+            verdict(&limiter, &[&daily]).0,
+            Verdict::Limited { .. }
+        ));
+        assert_eq!(verdict(&limiter, &[&slots]).0, Verdict::Admitted);
+    }
+
+    #[test]
+    fn fallback_enforces_the_instance_share() {
+        let quota = Quota::new(NonZeroU32::new(6).unwrap(), Duration::from_secs(60)).unwrap();
+        let cases = [(1, 6), (2, 3), (4, 1), (10, 1)];
+        for (instances, expected) in cases {
+            let divided = divided(&quota, instances);
+            assert_eq!(
+                (divided.requests().get(), divided.burst().get()),
+                (expected, expected),
+                "{instances} instances"
+            );
+            assert_eq!(divided.period(), quota.period());
         }
     }
 }

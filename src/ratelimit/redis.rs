@@ -111,7 +111,8 @@ struct Held {
     renewed: Instant,
 }
 
-const REFUND: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0";
+const REFUND: &str =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0";
 
 impl RedisStore {
     /// Prepares the store; [`connect`](Self::connect) opens the connections.
@@ -167,8 +168,7 @@ impl RedisStore {
 
         let calls = calls.iter().map(|call| inner.call(conn.clone(), call));
         let answered =
-            tokio::time::timeout(inner.config.timeout, futures_util::future::join_all(calls))
-                .await;
+            tokio::time::timeout(inner.config.timeout, futures_util::future::join_all(calls)).await;
         let results = match answered {
             Ok(results) => results,
             Err(_) => return Err(self.failed("timeout", probe)),

@@ -96,7 +96,11 @@ impl WindowQuota {
     }
 }
 
-fn bounds(local: &ZonedDateTime, start: Result<ZonedDateTime, jiff::Error>, length: jiff::Span) -> (i64, i64) {
+fn bounds(
+    local: &ZonedDateTime,
+    start: Result<ZonedDateTime, jiff::Error>,
+    length: jiff::Span,
+) -> (i64, i64) {
     // Midnight exists in every zone jiff knows, and the next window's
     // start is a few weeks away at most; the fallback is a plain day.
     let start = start.unwrap_or_else(|_| local.clone());

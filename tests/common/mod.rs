@@ -54,7 +54,9 @@ pub use gateway::{Gateway, Metrics, ADMIN_ADDRESS, LISTEN_ADDRESS};
 pub use logs::{e2e_logs_root, suite_log_dir, test_log_dir};
 pub use ports::UnusedPort;
 pub use provider::{KeyFile, KeyFiles, Provider, ProviderOptions, TokenForge};
-pub use redis::{unique_key_prefix, with_store, RedisCluster, RedisServer, StoreConfig, SHARED_REDIS_VARIABLE};
+pub use redis::{
+    unique_key_prefix, with_store, RedisCluster, RedisServer, StoreConfig, SHARED_REDIS_VARIABLE,
+};
 pub use upstream::{RecordedRequest, Upstream};
 
 /// How often [`eventually`] checks its condition.

@@ -219,7 +219,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("restarting redis-server on port {}: {last_error}", self.port);
+        panic!(
+            "restarting redis-server on port {}: {last_error}",
+            self.port
+        );
     }
 
     /// Runs `redis-cli -h 127.0.0.1 -p <port> <args>` and returns its
@@ -360,10 +363,7 @@ impl RedisCluster {
                 .iter()
                 .map(|node| node.cli(&["CLUSTER", "INFO"]))
                 .collect();
-            if states
-                .iter()
-                .all(|info| info.contains("cluster_state:ok"))
-            {
+            if states.iter().all(|info| info.contains("cluster_state:ok")) {
                 return;
             }
             assert!(
