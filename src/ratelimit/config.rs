@@ -73,6 +73,9 @@ pub struct RedisConfig {
     pub endpoints: RedisEndpoints,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// PEM certificates of the CAs that sign the servers' certificates
+    /// (`rediss://`); the system's roots when absent.
+    pub ca: Option<Vec<u8>>,
     /// Every key starts with it, so several fleets can share one server.
     pub key_prefix: String,
     /// Bound on each call, connection included.
@@ -91,6 +94,15 @@ pub enum RedisEndpoints {
     Single(String),
     /// The seed nodes of a Redis Cluster.
     Cluster(Vec<String>),
+}
+
+impl RedisEndpoints {
+    pub fn urls(&self) -> &[String] {
+        match self {
+            RedisEndpoints::Single(url) => std::slice::from_ref(url),
+            RedisEndpoints::Cluster(nodes) => nodes.as_slice(),
+        }
+    }
 }
 
 /// When the store counts as unavailable, and how soon it is tried again.
@@ -429,6 +441,7 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
     let username = map.string("username");
     let password = crate::authn::config::read_secret(map, "password", base_dir);
     let failed_password = password.is_none() && map.get("password").is_some();
+    let ca = read_ca(map, base_dir);
     let key_prefix = map
         .string("key_prefix")
         .unwrap_or_else(|| "portcullis".into());
@@ -448,10 +461,24 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
     if failed_password || bad_prefix {
         return None;
     }
+    let endpoints = endpoints?;
+    let ca = ca?;
+    if ca.is_some()
+        && !endpoints
+            .urls()
+            .iter()
+            .all(|url| url.starts_with("rediss://"))
+    {
+        let message = "a CA is only used with TLS: write the URLs as rediss://";
+        map.problems
+            .at(map.get("ca").unwrap(), &map.child_path("ca"), message);
+        return None;
+    }
     Some(RedisConfig {
-        endpoints: endpoints?,
+        endpoints,
         username,
         password,
+        ca,
         key_prefix,
         timeout: timeout?,
         connections: connections? as usize,
@@ -498,10 +525,7 @@ fn read_endpoints(map: &MapReader) -> Option<RedisEndpoints> {
             return None;
         }
     };
-    let urls = match &endpoints {
-        RedisEndpoints::Single(url) => std::slice::from_ref(url),
-        RedisEndpoints::Cluster(nodes) => nodes.as_slice(),
-    };
+    let urls = endpoints.urls();
     let key = match endpoints {
         RedisEndpoints::Single(_) => "url",
         RedisEndpoints::Cluster(_) => "cluster",
@@ -539,6 +563,32 @@ fn check_redis_url(url: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Reads `ca`: a PEM file with at least one certificate. `Some(None)` when
+/// absent.
+fn read_ca(map: &MapReader, base_dir: &Path) -> Option<Option<Vec<u8>>> {
+    let Some(file) = map.string("ca") else {
+        return map.get("ca").is_none().then_some(None);
+    };
+    let node = map.get("ca").unwrap();
+    let path = crate::config::resolve_path(base_dir, &file);
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(error) => {
+            let message = format!("cannot read the CA file {file}: {error}");
+            map.problems.at(node, &map.child_path("ca"), message);
+            return None;
+        }
+    };
+    let mut reader = pem.as_slice();
+    let certificates = rustls_pemfile::certs(&mut reader).filter(Result::is_ok);
+    if certificates.count() == 0 {
+        let message = format!("expected PEM certificates in {file}, found none");
+        map.problems.at(node, &map.child_path("ca"), message);
+        return None;
+    }
+    Some(Some(pem))
 }
 
 fn read_circuit(map: &MapReader) -> Option<CircuitConfig> {

@@ -444,7 +444,11 @@ async fn open_pool(config: &RedisConfig) -> RedisResult<Vec<Conn>> {
     let connect_timeout = config.timeout.max(Duration::from_secs(1));
     match &config.endpoints {
         RedisEndpoints::Single(url) => {
-            let client = redis::Client::open(with_credentials(url, config)?)?;
+            let info = with_credentials(url, config)?;
+            let client = match &config.ca {
+                Some(ca) => redis::Client::build_with_tls(info, certificates(ca))?,
+                None => redis::Client::open(info)?,
+            };
             let settings = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
                 .set_response_timeout(Some(config.timeout))
@@ -469,9 +473,19 @@ async fn open_pool(config: &RedisConfig) -> RedisResult<Vec<Conn>> {
             if let Some(password) = &config.password {
                 builder = builder.password(String::from_utf8_lossy(password.expose()));
             }
+            if let Some(ca) = &config.ca {
+                builder = builder.certs(certificates(ca));
+            }
             let cluster = builder.build()?.get_async_connection().await?;
             Ok(vec![Conn::Cluster(cluster)])
         }
+    }
+}
+
+fn certificates(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
     }
 }
 
