@@ -8,7 +8,7 @@
 # redis-server with apt-get when it is missing (as root, or with sudo).
 # Ports 3000, 8080 and 9090 on 127.0.0.1 must be free for the quickstart
 # smoke test; the shared rate-limit tests use a Redis server on
-# 127.0.0.1:6390 (started here unless one answers there already), and the
+# 127.0.0.1:6390 (started here unless one already replies there), and the
 # other tests pick free ports themselves.
 set -euo pipefail
 

@@ -58,7 +58,8 @@ fn retry_after(response: &Response) -> u64 {
 }
 
 /// Panics unless `key` is `<prefix>:<kind>:{<32 hex>}` (quota keys end with
-/// `:<window start>`), so it holds no subject, client id, IP or token text.
+/// `:<window start>`), so it contains no subject, client id, IP or token
+/// text.
 fn assert_hashed_key(key: &str, prefix: &str) {
     let pattern = format!(
         r"^{}:(gcra:\{{[0-9a-f]{{32}}\}}|quota:\{{[0-9a-f]{{32}}\}}:[0-9]+|conc:\{{[0-9a-f]{{32}}\}})$",
@@ -143,8 +144,8 @@ async fn limit_counts_across_two_gateways() {
     let gateways = [Gateway::start(&yaml).await, Gateway::start(&yaml).await];
     let token = token_for(&provider, "shared-subject");
 
-    // Five requests alternate between the gateways; each sees the count the
-    // other left.
+    // Five requests alternate between the gateways, and each gateway
+    // continues the count the other left.
     for (index, remaining) in [4, 3, 2, 1, 0].into_iter().enumerate() {
         let gateway = &gateways[index % 2];
         let response = gateway.get("/users").bearer(&token).send().await;
@@ -339,8 +340,8 @@ async fn limits_and_quotas_survive_gateway_restart() {
     );
 }
 
-/// The first and last second (exclusive) of the calendar month that
-/// contains `now`, in UTC.
+/// Returns the first and last second (exclusive) of the calendar month
+/// that contains `now`, in UTC.
 fn utc_month(now: u64) -> (u64, u64) {
     let mut days = now / DAY;
     let mut year = 1970;
@@ -610,10 +611,13 @@ fn counted_calls(redis: &RedisServer) -> u64 {
         .sum()
 }
 
-/// The routes of the concurrency tests: each upstream fault endpoint
-/// under one concurrency policy of two leases per subject.
+/// Returns the configuration of the concurrency tests: each upstream fault endpoint
+/// under one concurrency policy of two leases per subject, and
+/// `/faults/headers` also under a rate of one request a minute.
 fn concurrency_config(upstream: &Upstream, provider: &Provider, store: &StoreConfig) -> String {
-    let mut config = config_for(upstream, &[provider]);
+    let mut config = config_for(upstream, &[provider]).route(
+        "id: conc-rate\nmatch: { path: /faults/headers, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [two-at-once, once-a-minute]",
+    );
     for (id, path) in [
         ("slow", "/faults/slow"),
         ("reset", "/faults/reset"),
@@ -626,7 +630,10 @@ fn concurrency_config(upstream: &Upstream, provider: &Provider, store: &StoreCon
     with_store(
         &config.yaml(),
         store,
-        &["two-at-once: { concurrent: 2, key: [subject], lease: 30s }"],
+        &[
+            "two-at-once: { concurrent: 2, key: [subject], lease: 30s }",
+            "once-a-minute: { requests: 1, per: 1m, key: [subject] }",
+        ],
     )
 }
 
@@ -812,6 +819,25 @@ async fn concurrency_leases_released_on_every_exit() {
         .await;
     }
 
+    // Another policy of the route rejects the request in the same decision
+    // that took the lease.
+    for (attempt, status) in [200, 429, 429].into_iter().enumerate() {
+        let response = gateway.get("/faults/headers").bearer(&token).send().await;
+        assert_eq!(
+            response.status(),
+            status,
+            "attempt {attempt} under a rate of one a minute: {}",
+            response.text()
+        );
+        wait_for_leases(
+            &redis,
+            &prefix,
+            0,
+            "the lease of a rate-limited request is released",
+        )
+        .await;
+    }
+
     upstream.stop();
     for attempt in 0..2 {
         let response = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
@@ -836,5 +862,236 @@ async fn concurrency_leases_released_on_every_exit() {
         429,
         "a request after every exit path was limited, so a lease leaked: {}",
         last.text()
+    );
+}
+
+/// `concurrent` leases per subject, each renewed every second and lost 3
+/// seconds after its gateway stops renewing it.
+fn short_lease_config(
+    upstream: &Upstream,
+    provider: &Provider,
+    store: &StoreConfig,
+    concurrent: u32,
+) -> String {
+    let config = config_for(upstream, &[provider]).route(
+        "id: conc-slow\nmatch: { path: /faults/slow, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [short-lease]",
+    );
+    let policy = format!("short-lease: {{ concurrent: {concurrent}, key: [subject], lease: 3s }}");
+    with_store(&config.yaml(), store, &[&policy])
+}
+
+#[tokio::test]
+async fn long_request_keeps_renewed_lease() {
+    let redis = RedisServer::shared();
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let store = StoreConfig::server(&redis);
+    let prefix = store.key_prefix.clone();
+    let gateway = Gateway::start(&short_lease_config(&upstream, &provider, &store, 1)).await;
+    let token = token_for(&provider, "renewed-subject");
+
+    let long = tokio::spawn(gateway.get("/faults/slow?ms=6000").bearer(&token).send());
+    wait_for_leases(&redis, &prefix, 1, "the long request holds a lease").await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+
+    assert_eq!(
+        leases_held(&redis, &prefix),
+        1,
+        "the lease 4.5s into a request, past its 3s length"
+    );
+    let second = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
+    assert_eq!(
+        second.status(),
+        429,
+        "a second request while the renewed lease is held: {}",
+        second.text()
+    );
+    assert_eq!(second.reason().as_deref(), Some("concurrency_limited"));
+
+    let response = long.await.expect("the long request task ends");
+    assert_eq!(
+        response.status(),
+        200,
+        "the long request: {}",
+        response.text()
+    );
+    wait_for_leases(
+        &redis,
+        &prefix,
+        0,
+        "the lease is released after the long request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn lease_of_killed_gateway_expires() {
+    let redis = RedisServer::shared();
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let store = StoreConfig::server(&redis);
+    let prefix = store.key_prefix.clone();
+    let yaml = short_lease_config(&upstream, &provider, &store, 2);
+    let doomed = Gateway::start(&yaml).await;
+    let survivor = Gateway::start(&yaml).await;
+    let token = token_for(&provider, "orphaned-subject");
+
+    // The survivor's long request keeps renewing the set while the doomed
+    // gateway's lease must expire on its own.
+    let long = tokio::spawn(survivor.get("/faults/slow?ms=9000").bearer(&token).send());
+    wait_for_leases(&redis, &prefix, 1, "the survivor holds a lease").await;
+    let orphaned = tokio::spawn(
+        doomed
+            .get("/faults/slow?ms=20000")
+            .bearer(&token)
+            .try_send(),
+    );
+    wait_for_leases(&redis, &prefix, 2, "the doomed gateway holds a lease").await;
+    // Dropping a gateway kills it with SIGKILL, so it cannot give the lease back.
+    drop(doomed);
+    let killed_at = Instant::now();
+    let _ = orphaned.await;
+
+    let blocked = survivor
+        .get("/faults/slow?ms=0")
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(
+        blocked.status(),
+        429,
+        "the survivor while the orphaned lease lasts: {}",
+        blocked.text()
+    );
+    assert_eq!(blocked.reason().as_deref(), Some("concurrency_limited"));
+
+    let mut admitted = None;
+    while killed_at.elapsed() < Duration::from_secs(8) {
+        let response = survivor
+            .get("/faults/slow?ms=0")
+            .bearer(&token)
+            .send()
+            .await;
+        if response.status() == 200 {
+            admitted = Some(killed_at.elapsed());
+            break;
+        }
+        assert_eq!(response.status(), 429, "while waiting: {}", response.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let admitted = admitted.expect("the orphaned lease did not expire within 8s of the kill");
+    assert!(
+        admitted <= Duration::from_millis(3500),
+        "the orphaned lease outlived its 3s length: admitted {admitted:?} after the kill"
+    );
+    wait_for_leases(
+        &redis,
+        &prefix,
+        1,
+        "only the survivor's long request holds a lease",
+    )
+    .await;
+
+    let response = long.await.expect("the long request task ends");
+    assert_eq!(
+        response.status(),
+        200,
+        "the survivor's long request: {}",
+        response.text()
+    );
+}
+
+#[tokio::test]
+async fn acl_user_logs_in_with_password_file() {
+    let password = "acl-password-5b1e7c0d93";
+    let redis = RedisServer::start_with_user("portcullis", password);
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let right = secrets.path().join("right.secret");
+    let wrong = secrets.path().join("wrong.secret");
+    std::fs::write(&right, password).expect("write the password file");
+    std::fs::write(&wrong, "wrong-password-8c2f44e1").expect("write the password file");
+    record_credential("wrong-password-8c2f44e1");
+    let config = config_for(&upstream, &[&provider]).rate_limit(3, "1m");
+
+    let store = StoreConfig::server(&redis).login("portcullis", &right);
+    let gateway = Gateway::start(&with_store(&config.yaml(), &store, &[])).await;
+    let token = token_for(&provider, "acl-subject");
+    assert_eq!(
+        statuses(&gateway, "/users", &token, 4).await,
+        expected(200, 3, 429, 1)
+    );
+    assert_eq!(
+        redis.keys(&format!("{}:gcra:*", store.key_prefix)).len(),
+        1,
+        "the GCRA key written as the ACL user"
+    );
+    let metrics = gateway.metrics().await;
+    assert_eq!(metrics.value("portcullis_rate_limit_store_up", &[]), 1.0);
+
+    let refused = StoreConfig::server(&redis).login("portcullis", &wrong);
+    let locked_out = Gateway::start(&with_store(&config.yaml(), &refused, &[])).await;
+    let other = token_for(&provider, "locked-out-subject");
+    let response = locked_out.get("/users").bearer(&other).send().await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the local fallback: {}",
+        response.text()
+    );
+    let metrics = locked_out.metrics().await;
+    assert_eq!(
+        metrics.value("portcullis_rate_limit_store_up", &[]),
+        0.0,
+        "a store whose login fails"
+    );
+    assert!(
+        redis.keys(&format!("{}:*", refused.key_prefix)).is_empty(),
+        "keys written with a wrong password"
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_key_counts_script_error() {
+    let redis = RedisServer::shared();
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let store = StoreConfig::server(&redis);
+    let config = config_for(&upstream, &[&provider]).rate_limit(3, "1m");
+    let gateway = Gateway::start(&with_store(&config.yaml(), &store, &[])).await;
+    let token = token_for(&provider, "wrong-type-subject");
+
+    assert_eq!(statuses(&gateway, "/users", &token, 1).await, vec![200]);
+    let keys = redis.keys(&format!("{}:gcra:*", store.key_prefix));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    redis.cli(&["DEL", &keys[0]]);
+    redis.cli(&["RPUSH", &keys[0], "not-a-rate"]);
+
+    let response = gateway.get("/users").bearer(&token).send().await;
+    assert_eq!(
+        response.status(),
+        200,
+        "a failed script falls back to the local limit: {}",
+        response.text()
+    );
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metrics.value(
+            "portcullis_rate_limit_store_errors_total",
+            &[("kind", "script")]
+        ),
+        1.0,
+        "script errors"
+    );
+    assert_eq!(
+        metrics.value("portcullis_rate_limit_store_errors_total", &[]),
+        1.0,
+        "store errors of every kind"
+    );
+    assert_eq!(
+        redis.cli(&["TYPE", &keys[0]]).trim(),
+        "list",
+        "the script changed the key"
     );
 }

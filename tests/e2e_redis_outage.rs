@@ -50,7 +50,7 @@ fn start_load(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // Bounded even if the test forgets to stop it.
+        // Bounded even if the test never stops it.
         let deadline = Instant::now() + Duration::from_secs(120);
         while !*stop.borrow() && Instant::now() < deadline {
             let started = Instant::now();
@@ -220,9 +220,17 @@ async fn limits_through_outage(outage: Outage) {
     })
     .await;
 
-    // Limiting is back on Redis: the whole limit of 10, not the local 5.
+    // Limiting is back on Redis: the whole limit of 10, not the local 5,
+    // and no request after recovery falls back.
+    let errors_at_recovery = store_errors(&gateway).await;
+    let after = timed_statuses(&gateway, "/faults/headers", &token("after"), 12).await;
     assert_eq!(
-        timed_statuses(&gateway, "/faults/headers", &token("after"), 12).await,
+        store_errors(&gateway).await,
+        errors_at_recovery,
+        "{outage:?}: store errors after the circuit closed (statuses {after:?})"
+    );
+    assert_eq!(
+        after,
         expected(200, 10, 429, 2),
         "{outage:?}: a local route after recovery"
     );
@@ -235,6 +243,16 @@ async fn limits_through_outage(outage: Outage) {
         keys_after.len() >= 2,
         "{outage:?}: GCRA keys after recovery: {keys_after:?}"
     );
+    eventually(
+        "the deny load is served again",
+        Duration::from_secs(5),
+        || async {
+            let samples = samples.lock().unwrap();
+            let last_deny = samples.iter().rev().find(|s| s.path == "/faults/slow?ms=0");
+            last_deny.is_some_and(|s| s.status == 200)
+        },
+    )
+    .await;
     stop.send(true).expect("the load clients listen");
     for client in load {
         client.await.expect("a load client ends");
@@ -275,12 +293,6 @@ async fn limits_through_outage(outage: Outage) {
     }
     let denied_load = samples.iter().filter(|s| s.status == 503).count();
     assert!(denied_load >= 1, "{outage:?}: the deny load saw no 503");
-    let last_deny = samples.iter().rev().find(|s| s.path == "/faults/slow?ms=0");
-    assert_eq!(
-        last_deny.map(|s| s.status),
-        Some(200),
-        "{outage:?}: the deny load after recovery"
-    );
 
     let metrics = gateway.metrics().await;
     let kind = match outage {
@@ -314,4 +326,176 @@ async fn killed_store_falls_back_then_recovers() {
 #[tokio::test]
 async fn paused_store_falls_back_then_recovers() {
     limits_through_outage(Outage::Pause).await;
+}
+
+/// Sums `portcullis_rate_limit_store_errors_total` over every kind.
+async fn store_errors(gateway: &Gateway) -> f64 {
+    gateway
+        .metrics()
+        .await
+        .value("portcullis_rate_limit_store_errors_total", &[])
+}
+
+#[tokio::test]
+async fn circuit_opens_after_failures_and_backs_off() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let store = StoreConfig::server(&redis)
+        .timeout(&format!("{STORE_TIMEOUT_MS}ms"))
+        .circuit("{ failures: 3, open_for: 1s, max_open_for: 4s }");
+    let config = config_for(&upstream, &[&provider]).rate_limit(1000, "1m");
+    let gateway = Gateway::start(&with_store(&config.yaml(), &store, &[])).await;
+    let token = provider.forge().subject("circuit-subject").sign();
+    let send = || async {
+        let response = gateway.get("/users").bearer(&token).send().await;
+        assert_eq!(
+            response.status(),
+            200,
+            "a local fallback request: {}",
+            response.text()
+        );
+    };
+
+    send().await;
+    assert_eq!(
+        store_errors(&gateway).await,
+        0.0,
+        "errors while Redis is up"
+    );
+    redis.kill();
+
+    // (failed calls so far, whether the circuit is open)
+    for (errors, open) in [(1.0, 0.0), (2.0, 0.0), (3.0, 1.0)] {
+        send().await;
+        assert_eq!(store_errors(&gateway).await, errors, "store errors");
+        assert_eq!(
+            gauge(&gateway, "portcullis_rate_limit_store_circuit_open").await,
+            open,
+            "circuit after {errors} failed calls"
+        );
+    }
+    let opened_at = Instant::now();
+    for _ in 0..3 {
+        send().await;
+    }
+    assert_eq!(
+        store_errors(&gateway).await,
+        3.0,
+        "calls while the circuit is open"
+    );
+    assert!(
+        opened_at.elapsed() < Duration::from_millis(900),
+        "the requests while open took too long to tell anything: {:?}",
+        opened_at.elapsed()
+    );
+
+    // After open_for (1s) one probe runs, fails, and doubles the wait to 2s.
+    tokio::time::sleep(Duration::from_millis(1200).saturating_sub(opened_at.elapsed())).await;
+    send().await;
+    let probed_at = Instant::now();
+    assert_eq!(store_errors(&gateway).await, 4.0, "the first probe");
+    send().await;
+    assert_eq!(
+        store_errors(&gateway).await,
+        4.0,
+        "right after the failed probe"
+    );
+    tokio::time::sleep(Duration::from_millis(1200).saturating_sub(probed_at.elapsed())).await;
+    send().await;
+    assert_eq!(
+        store_errors(&gateway).await,
+        4.0,
+        "1.2s after a failed probe, when the wait has doubled to 2s"
+    );
+    assert_eq!(
+        gauge(&gateway, "portcullis_rate_limit_store_circuit_open").await,
+        1.0
+    );
+
+    redis.restart();
+    eventually(
+        "a probe closes the circuit",
+        Duration::from_secs(15),
+        || async {
+            send().await;
+            gauge(&gateway, "portcullis_rate_limit_store_circuit_open").await == 0.0
+        },
+    )
+    .await;
+    assert_eq!(gauge(&gateway, "portcullis_rate_limit_store_up").await, 1.0);
+    assert!(
+        !redis
+            .keys(&format!("{}:gcra:*", store.key_prefix))
+            .is_empty(),
+        "no GCRA key in the restarted Redis"
+    );
+    let logs = gateway.logs();
+    assert_eq!(
+        logs.matches("rate limit store unavailable").count(),
+        1,
+        "one warning for one outage"
+    );
+    assert!(
+        logs.contains("rate limit store recovered"),
+        "no recovery in the logs"
+    );
+}
+
+#[tokio::test]
+async fn gateway_starts_while_store_is_down() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let store = StoreConfig::server(&redis).timeout(&format!("{STORE_TIMEOUT_MS}ms"));
+    let prefix = store.key_prefix.clone();
+    let config = config_for(&upstream, &[&provider])
+        .rate_limit(3, "1m")
+        .route("id: deny-route\nmatch: { path: /faults/slow, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [per-subject]\non_store_failure: deny");
+    let gateway = Gateway::start(&with_store(&config.yaml(), &store, &[])).await;
+    let token = provider.forge().subject("early-subject").sign();
+
+    let denied = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
+    assert_eq!(
+        denied.status(),
+        503,
+        "a deny route before Redis runs: {}",
+        denied.text()
+    );
+    assert_eq!(
+        denied.reason().as_deref(),
+        Some("rate_limit_store_unavailable")
+    );
+    let local = gateway.get("/users").bearer(&token).send().await;
+    assert_eq!(
+        local.status(),
+        200,
+        "a local route before Redis runs: {}",
+        local.text()
+    );
+    assert_eq!(gauge(&gateway, "portcullis_rate_limit_store_up").await, 0.0);
+
+    redis.restart();
+    eventually(
+        "the deny route is served",
+        Duration::from_secs(20),
+        || async {
+            let response = gateway.get("/faults/slow?ms=0").bearer(&token).send().await;
+            response.status() == 200
+        },
+    )
+    .await;
+    assert_eq!(gauge(&gateway, "portcullis_rate_limit_store_up").await, 1.0);
+    let fresh = provider.forge().subject("late-subject").sign();
+    assert_eq!(
+        timed_statuses(&gateway, "/faults/slow?ms=0", &fresh, 4).await,
+        expected(200, 3, 429, 1),
+        "the shared limit once Redis runs"
+    );
+    assert_eq!(
+        redis.keys(&format!("{prefix}:gcra:*")).len(),
+        2,
+        "GCRA keys of both subjects"
+    );
 }

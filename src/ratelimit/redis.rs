@@ -162,25 +162,39 @@ impl RedisStore {
             Admit::Probe => true,
             Admit::Call => false,
         };
-        let Some(conn) = inner.connection() else {
-            return Err(self.failed("connection", probe));
-        };
-
-        let calls = calls.iter().map(|call| inner.call(conn.clone(), call));
-        let answered =
-            tokio::time::timeout(inner.config.timeout, futures_util::future::join_all(calls)).await;
-        let results = match answered {
-            Ok(results) => results,
-            Err(_) => return Err(self.failed("timeout", probe)),
-        };
-        if let Some(error) = results.iter().find_map(|r| r.as_ref().err()) {
-            let kind = error_kind(error);
-            return Err(self.failed(kind, probe));
+        let deadline = tokio::time::Instant::now() + inner.config.timeout;
+        let mut results = self.attempt(&calls, deadline).await;
+        // After the server comes back, a pooled connection that has not
+        // noticed yet fails once; another connection of the pool answers.
+        if matches!(results, Err("connection")) && inner.pool_size() > 1 {
+            results = self.attempt(&calls, deadline).await;
         }
+        let replies = results.map_err(|kind| self.failed(kind, probe))?;
+
         if let Some(Transition::Closed) = inner.circuit.success() {
             tracing::info!("rate limit store recovered");
         }
         inner.metrics.store_state(true, false);
+        Ok(replies)
+    }
+
+    /// Sends every call on one connection of the pool. Either all are
+    /// answered or the kind of the first failure is returned; leases taken
+    /// by calls that succeeded are then dropped, which gives them back.
+    async fn attempt(
+        &self,
+        calls: &[Call],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Reply>, &'static str> {
+        let inner = &self.inner;
+        let conn = inner.connection().ok_or("connection")?;
+        let pending = calls.iter().map(|call| inner.call(conn.clone(), call));
+        let results = tokio::time::timeout_at(deadline, futures_util::future::join_all(pending))
+            .await
+            .map_err(|_| "timeout")?;
+        if let Some(error) = results.iter().find_map(|r| r.as_ref().err()) {
+            return Err(error_kind(error));
+        }
         Ok(results.into_iter().map(|r| r.unwrap()).collect())
     }
 
@@ -221,6 +235,10 @@ impl RedisStore {
 }
 
 impl Inner {
+    fn pool_size(&self) -> usize {
+        self.pool.load().as_ref().map_or(0, |pool| pool.len())
+    }
+
     fn connection(&self) -> Option<Conn> {
         let pool = self.pool.load();
         let pool = pool.as_ref()?;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::credentials::record_credential;
 use super::logs::{next_log_name, test_log_dir};
 use super::ports::UnusedPort;
 use super::process::wait_with_timeout;
@@ -25,7 +26,7 @@ use super::process::wait_with_timeout;
 /// `redis://127.0.0.1:6390`. `scripts/test-all.sh` sets it.
 pub const SHARED_REDIS_VARIABLE: &str = "PORTCULLIS_TEST_REDIS";
 
-/// How long a started server may take to answer PING.
+/// How long a started server may take to reply to PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a start is tried when another process took the chosen port.
 const START_ATTEMPTS: u32 = 5;
@@ -49,11 +50,14 @@ pub struct RedisServer {
     /// keeps its `nodes.conf`.
     dir: Option<TempDir>,
     log_path: PathBuf,
+    /// The ACL user and password `redis-cli` logs in with, when the server
+    /// requires one.
+    user: Option<(String, String)>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` without persistence on an unused loopback port
-    /// and waits until it answers PING.
+    /// and waits until it replies to PING.
     pub fn start() -> RedisServer {
         Self::start_with(&[])
     }
@@ -79,10 +83,33 @@ impl RedisServer {
             extra_args: Vec::new(),
             dir: None,
             log_path: PathBuf::new(),
+            user: None,
         };
         if let Err(error) = ping(port) {
-            panic!("the shared Redis server of {SHARED_REDIS_VARIABLE} ({url}) does not answer PING: {error}");
+            panic!("the shared Redis server of {SHARED_REDIS_VARIABLE} ({url}) does not reply to PING: {error}");
         }
+        server
+    }
+
+    /// Starts a server whose default user is disabled, so that every client
+    /// must log in as the ACL user `username` with `password`. Records the
+    /// password for the log checks.
+    pub fn start_with_user(username: &str, password: &str) -> RedisServer {
+        record_credential(password);
+        let args = [
+            "--user".to_string(),
+            "default".to_string(),
+            "off".to_string(),
+            "--user".to_string(),
+            username.to_string(),
+            "on".to_string(),
+            format!(">{password}"),
+            "~*".to_string(),
+            "&*".to_string(),
+            "+@all".to_string(),
+        ];
+        let mut server = Self::start_with(&args);
+        server.user = Some((username.to_string(), password.to_string()));
         server
     }
 
@@ -101,6 +128,7 @@ impl RedisServer {
             extra_args: extra_args.to_vec(),
             dir: Some(dir),
             log_path,
+            user: None,
         };
 
         for attempt in 1..=START_ATTEMPTS {
@@ -114,7 +142,7 @@ impl RedisServer {
         unreachable!("the loop returns or panics")
     }
 
-    /// Runs the process on `self.port` and waits until it answers PING.
+    /// Runs the process on `self.port` and waits until it replies to PING.
     fn launch(&mut self) -> Result<(), String> {
         let log = OpenOptions::new()
             .create(true)
@@ -181,7 +209,8 @@ impl RedisServer {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// Whether this test started the server (false for the shared server).
+    /// Returns whether this test started the server (false for the shared
+    /// server).
     pub fn is_owned(&self) -> bool {
         self.owned
     }
@@ -230,7 +259,13 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let port = self.port.to_string();
         let mut command = Command::new("redis-cli");
-        command.args(["-h", "127.0.0.1", "-p", &port]).args(args);
+        command.args(["-h", "127.0.0.1", "-p", &port]);
+        if let Some((username, password)) = &self.user {
+            command
+                .args(["--user", username, "--no-auth-warning"])
+                .env("REDISCLI_AUTH", password);
+        }
+        command.args(args);
         run_cli(command, &format!("redis-cli -p {port} {}", args.join(" ")))
     }
 
@@ -305,8 +340,8 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
-/// Masters in a [`RedisCluster`]; three is the fewest `redis-cli --cluster
-/// create` accepts.
+/// Masters in a [`RedisCluster`]. Three is the fewest that `redis-cli
+/// --cluster create` accepts.
 const CLUSTER_MASTERS: usize = 3;
 
 impl RedisCluster {
@@ -314,14 +349,13 @@ impl RedisCluster {
     /// --cluster create`, and waits until every node reports
     /// `cluster_state:ok`.
     pub fn start() -> RedisCluster {
-        let mut taken = BTreeSet::new();
+        let mut used_ports = BTreeSet::new();
         let mut nodes = Vec::new();
         for _ in 0..CLUSTER_MASTERS {
-            // The cluster bus port would be port + 10000 by default, which
-            // can fall in the ephemeral range; an unused port is chosen
-            // for it instead.
-            let bus_port = unused_port_outside(&taken);
-            taken.insert(bus_port);
+            // The cluster bus port is port + 10000 by default, which can fall
+            // in the ephemeral range. An unused port is chosen for it instead.
+            let bus_port = unused_port_outside(&used_ports);
+            used_ports.insert(bus_port);
             let args = [
                 "--cluster-enabled",
                 "yes",
@@ -334,7 +368,7 @@ impl RedisCluster {
             ]
             .map(str::to_string);
             let node = RedisServer::start_with(&args);
-            taken.insert(node.port);
+            used_ports.insert(node.port);
             nodes.push(node);
         }
 
@@ -422,10 +456,13 @@ pub struct StoreConfig {
     pub instances: Option<u32>,
     /// `circuit` as a YAML flow mapping, such as `{ failures: 2, open_for: 200ms }`.
     pub circuit: Option<String>,
+    pub username: Option<String>,
+    /// A file that contains the password, for `password: { file: ... }`.
+    pub password_file: Option<PathBuf>,
 }
 
 impl StoreConfig {
-    /// A store on `server` with a fresh key prefix.
+    /// Returns a store on `server` with a fresh key prefix.
     pub fn server(server: &RedisServer) -> StoreConfig {
         StoreConfig {
             urls: vec![server.url()],
@@ -434,10 +471,12 @@ impl StoreConfig {
             timeout: None,
             instances: None,
             circuit: None,
+            username: None,
+            password_file: None,
         }
     }
 
-    /// A store on every master of `cluster` with a fresh key prefix.
+    /// Returns a store on every master of `cluster` with a fresh key prefix.
     pub fn cluster(cluster: &RedisCluster) -> StoreConfig {
         StoreConfig {
             urls: cluster.urls(),
@@ -466,6 +505,13 @@ impl StoreConfig {
         self
     }
 
+    /// Sets the ACL user and the file that contains its password.
+    pub fn login(mut self, username: &str, password_file: &std::path::Path) -> Self {
+        self.username = Some(username.to_string());
+        self.password_file = Some(password_file.to_path_buf());
+        self
+    }
+
     /// Returns the `rate_limit_store:` section, ending with a blank line.
     pub fn yaml(&self) -> String {
         let mut yaml = String::from("rate_limit_store:\n  type: redis\n");
@@ -483,6 +529,12 @@ impl StoreConfig {
         }
         if let Some(circuit) = &self.circuit {
             yaml.push_str(&format!("  circuit: {circuit}\n"));
+        }
+        if let Some(username) = &self.username {
+            yaml.push_str(&format!("  username: {username}\n"));
+        }
+        if let Some(path) = &self.password_file {
+            yaml.push_str(&format!("  password: {{ file: \"{}\" }}\n", path.display()));
         }
         yaml.push('\n');
         yaml
@@ -518,18 +570,19 @@ fn loopback_port_of(url: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-/// Returns an unused port that is not in `taken`.
-fn unused_port_outside(taken: &BTreeSet<u16>) -> u16 {
+/// Returns an unused port that is not in `used_ports`.
+fn unused_port_outside(used_ports: &BTreeSet<u16>) -> u16 {
     for _ in 0..20 {
         let port = UnusedPort::new().release();
-        if !taken.contains(&port) {
+        if !used_ports.contains(&port) {
             return port;
         }
     }
-    panic!("UnusedPort returned only ports already taken: {taken:?}");
+    panic!("UnusedPort returned only ports already in use: {used_ports:?}");
 }
 
-/// Sends `PING` over a fresh connection and expects `+PONG`.
+/// Sends `PING` over a fresh connection and expects `+PONG`, or the
+/// `-NOAUTH` error of a server that requires a login.
 fn ping(port: u16) -> Result<(), String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let timeout = Duration::from_millis(500);
@@ -545,7 +598,7 @@ fn ping(port: u16) -> Result<(), String> {
     let mut reply = [0u8; 64];
     let read = stream.read(&mut reply).map_err(|e| format!("read: {e}"))?;
     let reply = String::from_utf8_lossy(&reply[..read]);
-    if reply.starts_with("+PONG") {
+    if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
         Ok(())
     } else {
         Err(format!("expected +PONG, found {:?}", reply.trim_end()))
