@@ -44,6 +44,64 @@ enum Command {
     /// Work with Rego policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage API keys in the key file of a configuration's api_keys
+    /// section.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print it once on standard output.
+    Create {
+        /// Configuration file (YAML) with an api_keys section.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Tenant the key belongs to; its requests may reach only that
+        /// tenant's data.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Scopes the key carries. Repeatable.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// A note for people, such as the client's name.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Lifetime, such as 90d or 12h. Default: no expiry.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List the keys (never their secrets).
+    List {
+        /// Configuration file (YAML) with an api_keys section.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a key with a new one (printed once); the old key keeps
+    /// working for the overlap.
+    Rotate {
+        /// Configuration file (YAML) with an api_keys section.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The key's name, pk_<id>.
+        #[arg(value_name = "KEY")]
+        name: String,
+        /// How long the old key stays valid, such as 24h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        overlap: std::time::Duration,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// Configuration file (YAML) with an api_keys section.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The key's name, pk_<id>.
+        #[arg(value_name = "KEY")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +121,30 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
+    /// Revoke a token (by issuer and jti), or every token of a subject or
+    /// client issued until now, in the shared store: every instance
+    /// refuses it within a second.
+    Revoke {
+        /// Configuration file (YAML) whose rate_limit_store is Redis.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// `iss` of the tokens to revoke.
+        #[arg(long)]
+        issuer: String,
+        /// `jti` of the one token to revoke; needs --expires-at.
+        #[arg(long, conflicts_with_all = ["subject", "client"], requires = "expires_at")]
+        jti: Option<String>,
+        /// `exp` of that token, in Unix seconds: the revocation is kept
+        /// until then.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        expires_at: Option<u64>,
+        /// Revoke every token of this subject (`sub`) issued until now.
+        #[arg(long, conflicts_with = "client")]
+        subject: Option<String>,
+        /// Revoke every token of this client id issued until now.
+        #[arg(long)]
+        client: Option<String>,
+    },
     /// Sign a JWT access token with a local private key, for demos and
     /// tests. Production tokens come from an identity provider.
     Mint {
@@ -96,6 +178,57 @@ enum TokenCommand {
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
     },
+    /// Add a signing key to the token service's keys directory: published
+    /// at once, signing after the publish delay. Keys whose tokens have
+    /// all expired are deleted.
+    RotateKeys {
+        /// Configuration file (YAML) with a token_service section.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// How long the new key is published before it signs, such as 5m.
+        /// Default: token_service.token_ttl.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        publish_delay: Option<std::time::Duration>,
+    },
+    /// Make a client's secret_hash for token_service.clients. Without
+    /// --stdin, generate a secret and print it once on standard output.
+    HashSecret {
+        /// File to write the hash to (mode 0600). Required without --stdin;
+        /// with it, the hash goes to standard output when left out.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Read the secret from standard input instead of generating one.
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+fn key(command: KeyCommand) -> ExitCode {
+    use portcullis::apikey::cli;
+    match command {
+        KeyCommand::Create {
+            config,
+            tenant,
+            scopes,
+            label,
+            expires_in,
+        } => cli::create(
+            &config,
+            cli::NewKey {
+                tenant,
+                scopes,
+                label,
+                expires_in,
+            },
+        ),
+        KeyCommand::List { config, json } => cli::list(&config, json),
+        KeyCommand::Rotate {
+            config,
+            name,
+            overlap,
+        } => cli::rotate(&config, &name, overlap),
+        KeyCommand::Revoke { config, name } => cli::revoke(&config, &name),
+    }
 }
 
 fn main() -> ExitCode {
@@ -107,8 +240,33 @@ fn main() -> ExitCode {
             log,
         } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
+        Command::Key(command) => key(command),
         Command::Policy(PolicyCommand::Test { dir, verbose }) => {
             portcullis::run::policy_test(&dir, verbose)
+        }
+        Command::Token(TokenCommand::Revoke {
+            config,
+            issuer,
+            jti,
+            expires_at,
+            subject,
+            client,
+        }) => {
+            use portcullis::revocation::Target;
+            let target = match (jti, subject, client) {
+                (Some(jti), None, None) => Target::Token {
+                    issuer,
+                    jti,
+                    expires_at: expires_at.unwrap_or_default(),
+                },
+                (None, Some(subject), None) => Target::Subject { issuer, subject },
+                (None, None, Some(client_id)) => Target::Client { issuer, client_id },
+                _ => {
+                    eprintln!("error: name exactly one of --jti, --subject or --client");
+                    return ExitCode::FAILURE;
+                }
+            };
+            portcullis::revocation::revoke_command(&config, target)
         }
         Command::Token(TokenCommand::Mint {
             key,
@@ -133,6 +291,13 @@ fn main() -> ExitCode {
                 claims,
             };
             portcullis::run::mint(request)
+        }
+        Command::Token(TokenCommand::RotateKeys {
+            config,
+            publish_delay,
+        }) => portcullis::token_service::cli::rotate_keys(&config, publish_delay),
+        Command::Token(TokenCommand::HashSecret { out, stdin }) => {
+            portcullis::token_service::cli::hash_secret(out.as_deref(), stdin)
         }
     }
 }

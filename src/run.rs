@@ -116,7 +116,8 @@ fn init_logging(filter: Option<String>) {
 const STORE_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
-    let durable = Durable::new(&config.rate_limit_store);
+    let durable = Durable::new(&config.rate_limit_store)?;
+    durable.revocations.start();
     let gateway = Gateway::new(config.clone(), &durable, None)?;
     start_issuer_keys(&gateway).await;
     durable.limiter.connect(STORE_CONNECT_WAIT).await;

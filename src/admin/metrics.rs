@@ -53,7 +53,9 @@ pub struct Metrics {
     denials: Family<ReasonLabels, Counter>,
     upstream_errors: Family<UpstreamLabels, Counter>,
     jwks_fetches: Family<FetchLabels, Counter>,
+    introspections: Family<FetchLabels, Counter>,
     token_cache: Family<ResultLabels, Counter>,
+    token_requests: Family<ResultLabels, Counter>,
     in_flight: Gauge,
     generation: Gauge,
     reloads: Family<ResultLabels, Counter>,
@@ -110,11 +112,23 @@ impl Metrics {
             "Discovery and JWKS fetches, by issuer and result",
             jwks_fetches.clone(),
         );
+        let introspections = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "introspections",
+            "Token introspections, by issuer and result (active, inactive, error, cache_hit)",
+            introspections.clone(),
+        );
         let token_cache = Family::<ResultLabels, Counter>::default();
         registry.register(
             "token_cache_lookups",
             "Verified-token cache lookups, by result (hit, miss)",
             token_cache.clone(),
+        );
+        let token_requests = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "token_requests",
+            "Requests to the token service's token endpoint, by result (issued, or the reason of the OAuth error)",
+            token_requests.clone(),
         );
         let in_flight = Gauge::default();
         registry.register(
@@ -176,7 +190,9 @@ impl Metrics {
             denials,
             upstream_errors,
             jwks_fetches,
+            introspections,
             token_cache,
+            token_requests,
             in_flight,
             generation,
             reloads,
@@ -228,8 +244,28 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one introspection: `active` or `inactive` as the provider
+    /// reported, `error` when it gave no usable response, `cache_hit` when a
+    /// cached active result was used instead.
+    pub fn introspection(&self, issuer: &str, result: &'static str) {
+        self.introspections
+            .get_or_create(&FetchLabels {
+                issuer: issuer.to_string(),
+                result,
+            })
+            .inc();
+    }
+
     pub fn token_cache(&self, result: &'static str) {
         self.token_cache
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts one token request: `issued`, or the reason it was refused
+    /// (`invalid_client`, `invalid_scope`, `client_attempts_exceeded`, ...).
+    pub fn token_request(&self, result: &'static str) {
+        self.token_requests
             .get_or_create(&ResultLabels { result })
             .inc();
     }

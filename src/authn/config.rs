@@ -60,6 +60,42 @@ pub struct IssuerConfig {
     /// The tenant this issuer belongs to, when it is declared under
     /// `tenants`. Each issuer belongs to at most one tenant.
     pub tenant: Option<String>,
+    /// RFC 7662 token introspection: with it the issuer also accepts opaque
+    /// access tokens. Default none.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// Settings of the requests to an issuer's introspection endpoint
+/// (RFC 7662), which reports whether a token is active.
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    /// The introspection endpoint. `None`: the `introspection_endpoint` of
+    /// the issuer's discovery document (only with `discovery: true`).
+    pub endpoint: Option<Uri>,
+    /// The gateway's client id at the provider.
+    pub client_id: String,
+    /// The gateway's client secret, from `{ env }` or `{ file }`.
+    pub client_secret: Secret,
+    /// Client authentication method. Default `client_secret_basic`.
+    pub auth_method: ClientAuthMethod,
+    /// Bound on one introspection request. Default 2s.
+    pub timeout: Duration,
+    /// Active results are reused at most this long, and never past the
+    /// token's `exp`. Zero disables the cache. Default 60s.
+    pub cache_max_ttl: Duration,
+    /// Also introspect JWTs that verified, to add claims the JWT lacks (such
+    /// as roles) and to see revocation at the provider. Default false.
+    pub jwts: bool,
+}
+
+/// Client authentication at the introspection endpoint (RFC 6749 section
+/// 2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the form-urlencoded client id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the request body.
+    ClientSecretPost,
 }
 
 /// The claims an identity provider puts scopes, roles, client id and
@@ -137,6 +173,9 @@ pub enum KeySource {
     JwksFile(PathBuf),
     /// A JWKS written into the configuration.
     Inline(String),
+    /// The gateway's own token service, which sets the keys in-process
+    /// (see [`crate::authn::jwks::IssuerKeys::replace_local_keys`]).
+    TokenService,
     /// A shared HMAC secret, only with an explicit HS algorithm.
     Secret {
         secret: Secret,
@@ -181,6 +220,11 @@ pub struct Secret(Vec<u8>);
 impl Secret {
     pub fn expose(&self) -> &[u8] {
         &self.0
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(bytes: &[u8]) -> Secret {
+        Secret(bytes.to_vec())
     }
 }
 
@@ -272,6 +316,7 @@ pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
     let skew = map.duration("clock_skew", Duration::ZERO, Duration::from_secs(600));
     let jwks = read_jwks_cache(map);
     let claims = read_claim_mapping(map);
+    let introspection = read_introspection(map, keys.as_ref(), base_dir);
     let failed = (skew.is_none() && map.get("clock_skew").is_some())
         || (token_types.is_none() && map.get("token_types").is_some());
 
@@ -310,7 +355,127 @@ pub fn read_issuer(map: &MapReader, base_dir: &Path) -> Option<IssuerConfig> {
         jwks: jwks?,
         claims: claims?,
         tenant: None,
+        introspection: introspection?,
     })
+}
+
+const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+/// Reads an issuer's optional `introspection` section. `keys` is the
+/// issuer's key source when it was valid, so an endpoint left out can be
+/// taken from discovery. Returns `Some(None)` when the section is absent.
+fn read_introspection(
+    map: &MapReader,
+    keys: Option<&KeySource>,
+    base_dir: &Path,
+) -> Option<Option<IntrospectionConfig>> {
+    let Some(section) = map.map("introspection") else {
+        return map.get("introspection").is_none().then_some(None);
+    };
+    let endpoint = read_endpoint(&section, keys);
+    let client_id = section.required_string("client_id", "the gateway's client id at the provider");
+    let client_secret = read_secret(&section, "client_secret", base_dir);
+    if section.get("client_secret").is_none() {
+        section.missing("client_secret", "{ env: NAME } or { file: PATH }");
+    }
+    let auth_method = match section.get("auth_method") {
+        None => Some(ClientAuthMethod::ClientSecretBasic),
+        Some(_) => section
+            .choice("auth_method", &AUTH_METHODS)
+            .map(|name| match name {
+                "client_secret_post" => ClientAuthMethod::ClientSecretPost,
+                _ => ClientAuthMethod::ClientSecretBasic,
+            }),
+    };
+    let timeout = optional_duration(
+        &section,
+        "timeout",
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let cache_max_ttl = optional_duration(
+        &section,
+        "cache_max_ttl",
+        Duration::ZERO,
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(60),
+    );
+    let jwts = match section.get("jwts") {
+        None => Some(false),
+        Some(_) => section.bool("jwts"),
+    };
+    section.finish();
+
+    Some(Some(IntrospectionConfig {
+        endpoint: endpoint?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        auth_method: auth_method?,
+        timeout: timeout?,
+        cache_max_ttl: cache_max_ttl?,
+        jwts: jwts?,
+    }))
+}
+
+/// Reads a duration that has a default; `None` only when it is invalid.
+fn optional_duration(
+    map: &MapReader,
+    key: &'static str,
+    min: Duration,
+    max: Duration,
+    default: Duration,
+) -> Option<Duration> {
+    match map.get(key) {
+        None => Some(default),
+        Some(_) => map.duration(key, min, max),
+    }
+}
+
+/// Reads `introspection.endpoint`: `Some(None)` means "from discovery",
+/// allowed only for an issuer with `discovery: true`.
+fn read_endpoint(section: &MapReader, keys: Option<&KeySource>) -> Option<Option<Uri>> {
+    let Some(node) = section.get("endpoint") else {
+        if keys.is_some_and(|keys| !matches!(keys, KeySource::Discovery)) {
+            section.missing(
+                "endpoint",
+                "the introspection endpoint URL; only an issuer with discovery: true can leave it out",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let text = section.string("endpoint")?;
+    match parse_endpoint(&text) {
+        Ok(uri) => Some(Some(uri)),
+        Err(expected) => {
+            let message = format!("expected {expected}, found {}", found(node));
+            section
+                .problems
+                .at(node, &section.child_path("endpoint"), message);
+            None
+        }
+    }
+}
+
+/// Parses an introspection endpoint. The client secret travels with every
+/// request, so plain `http://` is accepted only for loopback hosts. Returns
+/// what was expected when the URL is not acceptable.
+pub fn parse_endpoint(text: &str) -> Result<Uri, &'static str> {
+    const EXPECTED: &str = "an https:// URL (http:// only for 127.0.0.1, [::1] or localhost)";
+    let uri = text.parse::<Uri>().map_err(|_| EXPECTED)?;
+    let host = uri.host().ok_or(EXPECTED)?;
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if loopback => Ok(uri),
+        _ => Err(EXPECTED),
+    }
 }
 
 fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
@@ -614,5 +779,160 @@ pub fn yaml_to_json(node: &crate::config::yaml::Node) -> serde_json::Value {
             })
             .collect::<serde_json::Map<_, _>>()
             .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const ISSUER_HEAD: &str = "\
+upstreams:
+  users: { url: \"http://127.0.0.1:3000\" }
+routes:
+  - id: list-users
+    match: { path: /users, methods: [GET] }
+    upstream: users
+authentication:
+  issuers:
+    - issuer: https://idp.example.test
+      audiences: [users-api]
+";
+
+    /// Parses a configuration whose one issuer ends with `issuer_tail`
+    /// (keys indented by six spaces) and returns its problems as text.
+    fn problems(issuer_tail: &str) -> Vec<String> {
+        let text = format!("{ISSUER_HEAD}{issuer_tail}");
+        match crate::config::parse(&text, "gateway.yaml", Path::new("/nonexistent")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn introspection_section_read_with_defaults() {
+        std::env::set_var("PORTCULLIS_TEST_INTROSPECTION_SECRET", "s3cret-value");
+        let text = format!(
+            "{ISSUER_HEAD}      discovery: true
+      introspection:
+        client_id: gateway
+        client_secret: {{ env: PORTCULLIS_TEST_INTROSPECTION_SECRET }}
+"
+        );
+        let config = crate::config::parse(&text, "gateway.yaml", Path::new("/")).unwrap();
+        let issuer = &config.authentication.issuers[0];
+        let introspection = issuer.introspection.as_ref().unwrap();
+
+        assert!(introspection.endpoint.is_none());
+        assert_eq!(introspection.client_id, "gateway");
+        assert_eq!(introspection.client_secret.expose(), b"s3cret-value");
+        assert_eq!(
+            introspection.auth_method,
+            super::ClientAuthMethod::ClientSecretBasic
+        );
+        assert_eq!(introspection.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            introspection.cache_max_ttl,
+            std::time::Duration::from_secs(60)
+        );
+        assert!(!introspection.jwts);
+    }
+
+    #[test]
+    fn introspection_problems_reported_at_their_keys() {
+        // (description, issuer keys, expected problem)
+        let cases = [
+            (
+                "misspelled key",
+                "      discovery: true
+      introspection:
+        client_id: gateway
+        client_secret: { file: secret.txt }
+        cache_max_tll: 10s
+",
+                "gateway.yaml:15:9: authentication.issuers[0].introspection.cache_max_tll: unknown key \"cache_max_tll\"; did you mean \"cache_max_ttl\"?",
+            ),
+            (
+                "inline secret",
+                "      discovery: true
+      introspection:
+        client_id: gateway
+        client_secret: gateway-secret-inline
+",
+                "gateway.yaml:14:24: authentication.issuers[0].introspection.client_secret: expected { env: NAME } or { file: PATH }; secrets are not written inline",
+            ),
+            (
+                "no endpoint without discovery",
+                "      jwks_url: https://idp.example.test/jwks
+      introspection:
+        client_id: gateway
+        client_secret: { env: PORTCULLIS_TEST_UNSET_SECRET }
+",
+                "gateway.yaml:13:18: authentication.issuers[0].introspection.endpoint: missing; expected the introspection endpoint URL; only an issuer with discovery: true can leave it out",
+            ),
+            (
+                "plain http to a remote host",
+                "      discovery: true
+      introspection:
+        endpoint: http://idp.example.test/introspect
+        client_id: gateway
+        client_secret: { env: PORTCULLIS_TEST_UNSET_SECRET }
+",
+                "gateway.yaml:13:19: authentication.issuers[0].introspection.endpoint: expected an https:// URL (http:// only for 127.0.0.1, [::1] or localhost), found \"http://idp.example.test/introspect\"",
+            ),
+            (
+                "unknown auth method",
+                "      discovery: true
+      introspection:
+        client_id: gateway
+        client_secret: { env: PORTCULLIS_TEST_UNSET_SECRET }
+        auth_method: client_secret_jwt
+",
+                "gateway.yaml:15:22: authentication.issuers[0].introspection.auth_method: expected one of client_secret_basic, client_secret_post, found \"client_secret_jwt\"; did you mean \"client_secret_post\"?",
+            ),
+            (
+                "client id missing",
+                "      discovery: true
+      introspection:
+        client_secret: { env: PORTCULLIS_TEST_UNSET_SECRET }
+",
+                "gateway.yaml:13:22: authentication.issuers[0].introspection.client_id: missing; expected the gateway's client id at the provider",
+            ),
+        ];
+        for (description, tail, expected) in cases {
+            let found = problems(tail);
+            assert!(
+                found.iter().any(|line| line == expected),
+                "{description}: expected\n{expected}\nin\n{}",
+                found.join("\n")
+            );
+            assert!(
+                found
+                    .iter()
+                    .all(|line| !line.contains("gateway-secret-inline")),
+                "{description}: a problem echoes the secret"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_http_endpoint_accepted() {
+        // (endpoint, accepted)
+        let cases = [
+            ("http://127.0.0.1:8443/introspect", true),
+            ("http://[::1]:8443/introspect", true),
+            ("http://localhost/introspect", true),
+            ("https://idp.example.test/introspect", true),
+            ("http://10.0.0.5/introspect", false),
+            ("ftp://127.0.0.1/introspect", false),
+            ("/introspect", false),
+        ];
+        for (endpoint, accepted) in cases {
+            assert_eq!(
+                super::parse_endpoint(endpoint).is_ok(),
+                accepted,
+                "{endpoint}"
+            );
+        }
     }
 }

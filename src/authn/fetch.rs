@@ -1,11 +1,11 @@
-//! HTTP(S) GET for discovery documents and JWKS, with a timeout and a
-//! body size bound.
+//! HTTP(S) GET for discovery documents and JWKS, and form POST for token
+//! introspection, each with a timeout and a body size bound.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::{header, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,7 +19,10 @@ pub enum FetchError {
     TimedOut,
     Connect(String),
     Status(StatusCode),
-    TooLarge,
+    /// The body exceeded this many bytes.
+    TooLarge {
+        max_bytes: usize,
+    },
     Body(String),
 }
 
@@ -29,7 +32,7 @@ impl std::fmt::Display for FetchError {
             FetchError::TimedOut => write!(f, "request timed out"),
             FetchError::Connect(error) => write!(f, "request failed: {error}"),
             FetchError::Status(status) => write!(f, "unexpected status {status}"),
-            FetchError::TooLarge => write!(f, "document larger than {MAX_DOCUMENT_BYTES} bytes"),
+            FetchError::TooLarge { max_bytes } => write!(f, "body larger than {max_bytes} bytes"),
             FetchError::Body(error) => write!(f, "reading the body failed: {error}"),
         }
     }
@@ -45,6 +48,8 @@ pub struct Document {
 #[derive(Clone)]
 pub struct Fetcher {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Sends requests with a body (introspection); same TLS settings.
+    form_client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Fetcher {
@@ -69,8 +74,50 @@ impl Fetcher {
             }
         };
         Fetcher {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(connector.clone()),
+            form_client: Client::builder(TokioExecutor::new()).build(connector),
         }
+    }
+
+    /// POSTs an `application/x-www-form-urlencoded` body and returns the
+    /// body of a 200 response, read up to `max_bytes`. `authorization` is
+    /// sent marked sensitive, so hyper never prints it.
+    pub async fn post_form(
+        &self,
+        uri: &Uri,
+        form: String,
+        authorization: Option<HeaderValue>,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Bytes, FetchError> {
+        let mut builder = Request::post(uri.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::USER_AGENT,
+                concat!("portcullis/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(mut value) = authorization {
+            value.set_sensitive(true);
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(form)))
+            .expect("a POST with a parsed URI and valid headers is a valid request");
+        let work = async {
+            let response = self
+                .form_client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Connect(error_chain(&e)))?;
+            if response.status() != StatusCode::OK {
+                return Err(FetchError::Status(response.status()));
+            }
+            read_limited(response.into_body(), max_bytes).await
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::TimedOut)?
     }
 
     pub async fn get(&self, uri: &Uri, timeout: Duration) -> Result<Document, FetchError> {
@@ -95,25 +142,27 @@ impl Fetcher {
                 .headers()
                 .get(header::CACHE_CONTROL)
                 .and_then(|v| parse_max_age(v.to_str().ok()?));
-            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-                .collect()
-                .await
-                .map_err(|error| {
-                    if error.is::<http_body_util::LengthLimitError>() {
-                        FetchError::TooLarge
-                    } else {
-                        FetchError::Body(error.to_string())
-                    }
-                })?;
-            Ok(Document {
-                body: body.to_bytes(),
-                max_age,
-            })
+            let body = read_limited(response.into_body(), MAX_DOCUMENT_BYTES).await?;
+            Ok(Document { body, max_age })
         };
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| FetchError::TimedOut)?
     }
+}
+
+async fn read_limited(body: hyper::body::Incoming, max_bytes: usize) -> Result<Bytes, FetchError> {
+    let collected = Limited::new(body, max_bytes)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                FetchError::TooLarge { max_bytes }
+            } else {
+                FetchError::Body(error.to_string())
+            }
+        })?;
+    Ok(collected.to_bytes())
 }
 
 impl Default for Fetcher {

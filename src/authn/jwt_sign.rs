@@ -1,5 +1,5 @@
-//! JWS compact signing for the `portcullis token mint` demo command and for
-//! tests that forge attack tokens. The gateway itself never signs tokens.
+//! JWS compact signing for the token service's access tokens, the
+//! `portcullis token mint` demo command and tests that forge attack tokens.
 //!
 //! Keys are PKCS#8 (`BEGIN PRIVATE KEY`) RSA, P-256, P-384 or Ed25519 keys, or
 //! HMAC secrets. All signing goes through ring.

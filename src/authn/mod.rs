@@ -3,11 +3,14 @@
 //!
 //! Runs after routing. A bearer JWT is verified against the keys of the
 //! issuer its `iss` names, which must be a configured issuer. Then it must
-//! pass every check of that issuer's rules.
+//! pass every check of that issuer's rules. Any other bearer token is
+//! opaque: it is sent to the introspection endpoint of the one issuer that
+//! may have issued it (see [`introspect`]).
 
 pub mod bearer;
 pub mod config;
 pub mod fetch;
+pub mod introspect;
 pub mod jwk;
 pub mod jwks;
 pub mod jwt;
@@ -22,6 +25,7 @@ use http::HeaderMap;
 
 use crate::admin::metrics::Metrics;
 use crate::authn::config::{AuthnConfig, IssuerConfig};
+use crate::authn::introspect::{IntrospectionError, Introspector};
 use crate::authn::jwks::IssuerKeys;
 use crate::authn::jwt::{ClaimRules, Claims, TokenError};
 use crate::authn::token_cache::TokenCache;
@@ -85,6 +89,11 @@ pub enum AuthnError {
     Token(TokenError),
     /// The issuer's keys could not be obtained.
     KeysUnavailable,
+    /// The issuer's introspection endpoint reports the token as not active
+    /// (revoked, expired or never issued).
+    Inactive,
+    /// The issuer's introspection endpoint gave no usable response.
+    IntrospectionUnavailable,
 }
 
 impl AuthnError {
@@ -95,6 +104,8 @@ impl AuthnError {
             AuthnError::UnknownIssuer => "token_issuer_unknown",
             AuthnError::Token(error) => error.reason(),
             AuthnError::KeysUnavailable => "issuer_keys_unavailable",
+            AuthnError::Inactive => "token_inactive",
+            AuthnError::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 }
@@ -105,6 +116,8 @@ pub struct Authenticator {
     rules: HashMap<String, ClaimRules>,
     max_token_bytes: usize,
     cache: Option<TokenCache>,
+    /// Issuers with introspection, sorted by issuer.
+    introspectors: Vec<Arc<Introspector>>,
     metrics: Arc<Metrics>,
 }
 
@@ -117,7 +130,16 @@ impl Authenticator {
     ) -> Result<Self, String> {
         let mut issuers = HashMap::new();
         let mut rules = HashMap::new();
+        let mut introspectors = Vec::new();
         for issuer in &config.issuers {
+            let max_entries = config.token_cache.max_entries;
+            let introspector = Introspector::new(
+                issuer.clone(),
+                fetcher.clone(),
+                metrics.clone(),
+                max_entries,
+            );
+            introspectors.extend(introspector.map(Arc::new));
             let keys = IssuerKeys::new(issuer.clone(), fetcher.clone(), metrics.clone())?;
             if let Some(old) = previous.and_then(|p| p.issuers.get(&issuer.issuer)) {
                 keys.seed_from(old);
@@ -129,11 +151,13 @@ impl Authenticator {
             .token_cache
             .enabled
             .then(|| TokenCache::new(config.token_cache.max_entries, config.token_cache.max_ttl));
+        introspectors.sort_by(|a, b| a.issuer.issuer.cmp(&b.issuer.issuer));
         Ok(Authenticator {
             issuers,
             rules,
             max_token_bytes: config.max_token_bytes,
             cache,
+            introspectors,
             metrics,
         })
     }
@@ -151,6 +175,11 @@ impl Authenticator {
         self.issuers.values().filter(|keys| keys.is_remote())
     }
 
+    /// Returns the key cache of a configured issuer.
+    pub fn issuer_keys(&self, issuer: &str) -> Option<&Arc<IssuerKeys>> {
+        self.issuers.get(issuer)
+    }
+
     /// Issuers that have no usable keys now (for readiness).
     pub fn issuers_without_keys(&self) -> Vec<&str> {
         let mut list: Vec<&str> = self
@@ -163,8 +192,14 @@ impl Authenticator {
         list
     }
 
-    /// Verifies the request's bearer token.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthnError> {
+    /// Verifies the request's bearer token. `tenant` is the tenant the
+    /// request addresses, if any: an opaque token is only sent to the
+    /// introspection endpoint of that tenant's issuers.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        tenant: Option<&str>,
+    ) -> Result<Arc<Identity>, AuthnError> {
         let token = bearer::extract(headers).map_err(|error| match error {
             bearer::BearerError::Missing => AuthnError::Missing,
             bearer::BearerError::Malformed => AuthnError::MalformedHeader,
@@ -175,6 +210,11 @@ impl Authenticator {
             }));
         }
         let now = unix_now();
+        // Without any introspecting issuer, an opaque token goes on to JWT
+        // parsing, which rejects it as malformed.
+        if !introspect::is_compact_jws(token) && !self.introspectors.is_empty() {
+            return self.introspect_opaque(token, tenant, now).await;
+        }
 
         let digest = self.cache.as_ref().map(|_| token_cache::digest(token));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
@@ -195,10 +235,45 @@ impl Authenticator {
         }
 
         let identity = Arc::new(self.verify(token, now).await?);
+        if let Some(introspector) = self.introspector_of(&identity.issuer) {
+            // Not put in the verified-token cache: the introspection cache
+            // bounds how long a revocation at the provider goes unnoticed.
+            let introspected = introspector.introspect(token, Some(&identity.claims), now);
+            return introspected.await.map_err(introspection_error);
+        }
         if let (Some(cache), Some(digest)) = (&self.cache, digest) {
             cache.insert(digest, identity.clone(), now);
         }
         Ok(identity)
+    }
+
+    /// Returns the introspection client of an issuer with `jwts: true`.
+    fn introspector_of(&self, issuer: &str) -> Option<&Arc<Introspector>> {
+        self.introspectors
+            .iter()
+            .find(|i| i.issuer.issuer == issuer && i.introspects_jwts())
+    }
+
+    /// Authenticates an opaque token by introspection at the one issuer
+    /// that may have issued it; with none or several candidates the token
+    /// is sent nowhere.
+    async fn introspect_opaque(
+        &self,
+        token: &str,
+        tenant: Option<&str>,
+        now: f64,
+    ) -> Result<Arc<Identity>, AuthnError> {
+        let Some(introspector) = introspect::single_candidate(&self.introspectors, tenant) else {
+            tracing::debug!(
+                tenant.id = tenant,
+                "no single issuer with introspection for an opaque token"
+            );
+            return Err(AuthnError::UnknownIssuer);
+        };
+        introspector
+            .introspect(token, None, now)
+            .await
+            .map_err(introspection_error)
     }
 
     async fn verify(&self, token: &str, now: f64) -> Result<Identity, AuthnError> {
@@ -233,6 +308,14 @@ impl Authenticator {
 
         jwt::validate(header, &claims, rules, now).map_err(AuthnError::Token)?;
         identity_from(&issuer.config, claims).map_err(AuthnError::Token)
+    }
+}
+
+fn introspection_error(error: IntrospectionError) -> AuthnError {
+    match error {
+        IntrospectionError::Unavailable(_) => AuthnError::IntrospectionUnavailable,
+        IntrospectionError::Inactive => AuthnError::Inactive,
+        IntrospectionError::Token(error) => AuthnError::Token(error),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub authentication: AuthnConfig,
     pub identity_headers: IdentityHeaders,
     pub response_headers: ResponseHeadersConfig,
+    /// API keys, when configured.
+    pub api_keys: Option<crate::apikey::config::ApiKeysConfig>,
     /// Where the rate-limit counts live (in-process or Redis).
     pub rate_limit_store: StoreConfig,
     pub rate_limits: HashMap<String, Arc<RateLimitPolicy>>,
@@ -51,6 +53,8 @@ pub struct Config {
     pub policies: Option<crate::authz::config::PoliciesConfig>,
     /// How requests name their tenant, unless a route sets its own.
     pub tenant_from: Option<TenantFrom>,
+    /// The gateway's own OAuth token service, when configured.
+    pub token_service: Option<Arc<crate::token_service::config::TokenServiceConfig>>,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
 }
@@ -131,6 +135,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
     let rate_limit_store = crate::ratelimit::config::read_store(top, base_dir);
+    let api_keys = crate::apikey::config::read(top, base_dir, rate_limit_store.as_ref());
     let rate_limits = crate::ratelimit::config::read_policies(top, rate_limit_store.as_ref());
     let global_rate_limits = crate::ratelimit::config::read_global(
         top,
@@ -147,6 +152,11 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     if let (Some(authn), Some(tenants)) = (authentication.as_mut(), tenants.as_ref()) {
         bind_tenant_issuers(top, authn, tenants);
     }
+    let tenant_ids = tenants.as_ref().map(|t| &t.tenants);
+    let token_service = crate::token_service::config::read(top, base_dir, tenant_ids);
+    if let (Some(authn), Some(Some(service))) = (authentication.as_mut(), token_service.as_ref()) {
+        crate::token_service::config::trust_issuer(top, authn, service);
+    }
     let policies = crate::authz::config::read(top, base_dir);
     let declared = Declared {
         upstreams: declared_names(top, "upstreams"),
@@ -157,9 +167,15 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         &declared,
         upstreams.as_ref(),
         rate_limits.as_ref(),
-        authentication.as_ref(),
+        // API keys are a credential too: with them, no issuer is needed.
+        authentication
+            .as_ref()
+            .filter(|_| top.get("api_keys").is_none()),
         policies.as_ref().map(|p| p.as_ref()),
     );
+    if let (Some(Some(service)), Some(routes)) = (token_service.as_ref(), routes.as_ref()) {
+        crate::token_service::config::check_route_paths(top, service, routes);
+    }
 
     Some(Config {
         server: server?,
@@ -169,12 +185,14 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         identity_headers: identity_headers?,
         response_headers: response_headers?,
         rate_limit_store: rate_limit_store?,
+        api_keys: api_keys?,
         rate_limits: rate_limits?,
         global_rate_limits: global_rate_limits?,
         routes: routes?.into_iter().map(Arc::new).collect(),
         tenants: tenants?.tenants,
         policies: policies?,
         tenant_from: tenant_from?,
+        token_service: token_service?.map(Arc::new),
         base_dir: base_dir.to_path_buf(),
     })
 }

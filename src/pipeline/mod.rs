@@ -50,18 +50,20 @@ pub struct Durable {
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<Limiter>,
     pub fetcher: crate::authn::fetch::Fetcher,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 impl Durable {
     /// Builds the lasting state. The rate-limit store is chosen here, once:
     /// a reload that changes it waits for a restart.
-    pub fn new(store: &crate::ratelimit::config::StoreConfig) -> Self {
+    pub fn new(store: &crate::ratelimit::config::StoreConfig) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::new());
-        Durable {
+        Ok(Durable {
             limiter: Arc::new(Limiter::new(MAX_RATE_LIMIT_KEYS, store, metrics.clone())),
             metrics,
             fetcher: crate::authn::fetch::Fetcher::new(),
-        }
+            revocations: Arc::new(crate::revocation::Revocations::new(store)?),
+        })
     }
 }
 
@@ -77,6 +79,10 @@ pub struct Gateway {
     pub config: Arc<Config>,
     router: Router,
     pub authenticator: Authenticator,
+    api_keys: Option<crate::apikey::KeyRing>,
+    /// The gateway's own OAuth token service, when configured.
+    token_service: Option<crate::token_service::TokenService>,
+    revocations: Arc<crate::revocation::Revocations>,
     limiter: Arc<Limiter>,
     /// Tier-2 decisions of this generation; a reload starts empty.
     decisions: crate::authz::decision_cache::DecisionCache,
@@ -145,7 +151,7 @@ impl Gateway {
                 .collect(),
             other_method: Arc::new("other".to_string()),
         };
-        Ok(Gateway {
+        let mut gateway = Gateway {
             router: Router::new(routes),
             authenticator: Authenticator::new(
                 &config.authentication,
@@ -153,6 +159,17 @@ impl Gateway {
                 metrics.clone(),
                 previous.map(|p| &p.authenticator),
             )?,
+            api_keys: match &config.api_keys {
+                Some(keys) => {
+                    let previous = previous.and_then(|p| p.api_keys.as_ref());
+                    let ring = crate::apikey::KeyRing::new(keys, previous)?;
+                    ring.watch();
+                    Some(ring)
+                }
+                None => None,
+            },
+            token_service: None,
+            revocations: durable.revocations.clone(),
             limiter: durable.limiter.clone(),
             decisions: match &config.policies {
                 Some(p) => crate::authz::decision_cache::DecisionCache::new(
@@ -168,7 +185,14 @@ impl Gateway {
             metrics,
             labels,
             config,
-        })
+        };
+        // Built last: it hands its keys to the authenticator.
+        gateway.token_service = crate::token_service::start(
+            &gateway.config,
+            &gateway.authenticator,
+            gateway.metrics.clone(),
+        )?;
+        Ok(gateway)
     }
 
     /// Serves one request end to end. Every outcome, a rejection included,
@@ -218,6 +242,17 @@ impl Gateway {
         context.client_ip = normalized.client_ip;
         context.path = Some(normalized.path.clone());
 
+        // The token service's endpoints come before tenants and routes.
+        if let Some(service) = &self.token_service {
+            if let Some(endpoint) = service.endpoint(&normalized.path) {
+                let api_keys = self.api_keys.as_ref();
+                let client_ip = context.client_ip;
+                return service
+                    .serve(endpoint, &parts, body, client_ip, api_keys)
+                    .await;
+            }
+        }
+
         if let Some(from @ TenantFrom::PathPrefix { .. }) = &self.config.tenant_from {
             self.resolve_tenant(from, context, &parts, &mut normalized)?;
         }
@@ -246,11 +281,7 @@ impl Gateway {
         check_declared_length(&parts, body_limit)?;
 
         if route.authentication == AuthMode::Required {
-            let identity = self
-                .authenticator
-                .authenticate(&parts.headers)
-                .await
-                .map_err(Rejection::Unauthenticated)?;
+            let identity = self.authenticate(context, &parts).await?;
             self.bind_tenant(context, &identity, &route)?;
             context.identity = Some(identity);
         }
@@ -282,6 +313,38 @@ impl Gateway {
 
         self.forward(context, parts, body, &route, normalized, body_limit)
             .await
+    }
+
+    /// Verifies the request's credential: an API key when it presents one
+    /// and keys are configured, else a bearer token.
+    async fn authenticate(
+        &self,
+        context: &Context,
+        parts: &Parts,
+    ) -> Result<Arc<Identity>, Rejection> {
+        if let Some(ring) = &self.api_keys {
+            if let Some(key) = ring.presented(&parts.headers) {
+                return ring
+                    .verify(key, context.client_ip)
+                    .map_err(Rejection::ApiKey);
+            }
+        }
+        let tenant = context.tenant.as_deref().map(|t| t.id.as_str());
+        let identity = self
+            .authenticator
+            .authenticate(&parts.headers, tenant)
+            .await
+            .map_err(Rejection::Unauthenticated)?;
+        let identity = match &self.token_service {
+            Some(service) => service.bind_tenant(identity),
+            None => identity,
+        };
+        // Checked after the token cache too, so a revocation also ends
+        // tokens verified before it.
+        if self.revocations.is_revoked(&identity) {
+            return Err(Rejection::Revoked);
+        }
+        Ok(identity)
     }
 
     /// Finds the tenant the request addresses. An unknown or missing tenant
@@ -501,9 +564,19 @@ impl Gateway {
             self.config
                 .identity_headers
                 .insert(&mut parts.headers, identity);
-            if !self.config.authentication.forward_token {
+            let api_key = identity.issuer == crate::apikey::ISSUER;
+            if api_key || !self.config.authentication.forward_token {
                 parts.headers.remove(header::AUTHORIZATION);
             }
+        }
+        // An API key is a credential of the gateway, never of the upstream.
+        if let Some(name) = self
+            .config
+            .api_keys
+            .as_ref()
+            .and_then(|k| k.header.as_ref())
+        {
+            parts.headers.remove(name);
         }
         parts.headers.insert(
             header::HeaderName::from_static("x-forwarded-for"),

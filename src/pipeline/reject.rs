@@ -27,6 +27,10 @@ pub enum Rejection {
     },
     PayloadTooLarge,
     Unauthenticated(AuthnError),
+    /// The credential verified, but it was revoked.
+    Revoked,
+    /// The presented API key was not accepted.
+    ApiKey(crate::apikey::KeyError),
     Forbidden(Denial),
     /// The credential belongs to another tenant than the one addressed.
     TenantMismatch,
@@ -57,6 +61,8 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
             Rejection::PayloadTooLarge => "body_too_large",
             Rejection::Unauthenticated(error) => error.reason(),
+            Rejection::ApiKey(error) => error.reason(),
+            Rejection::Revoked => "token_revoked",
             Rejection::Forbidden(denial) => denial.reason(),
             Rejection::TenantMismatch => "tenant_mismatch",
             Rejection::StepUpRequired(_) => "insufficient_user_authentication",
@@ -75,12 +81,19 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::Unauthenticated(
+                AuthnError::KeysUnavailable | AuthnError::IntrospectionUnavailable,
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Unauthenticated(_) | Rejection::StepUpRequired(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            Rejection::ApiKey(crate::apikey::KeyError::TooManyAttempts(_)) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Rejection::ApiKey(crate::apikey::KeyError::Unavailable) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Rejection::ApiKey(_) | Rejection::Revoked => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
             Rejection::RateLimited { .. } | Rejection::ConcurrencyLimited => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -107,7 +120,18 @@ impl Rejection {
             Rejection::Unauthenticated(AuthnError::KeysUnavailable) => {
                 "the token issuer's keys are unavailable; retry later"
             }
+            Rejection::Unauthenticated(AuthnError::IntrospectionUnavailable) => {
+                "the token issuer's introspection endpoint is unavailable; retry later"
+            }
             Rejection::Unauthenticated(_) => "the access token is invalid",
+            Rejection::ApiKey(crate::apikey::KeyError::TooManyAttempts(_)) => {
+                "too many failed API key attempts from this address; retry after the time in Retry-After"
+            }
+            Rejection::ApiKey(crate::apikey::KeyError::Unavailable) => {
+                "the API keys are not loaded yet; retry later"
+            }
+            Rejection::ApiKey(_) => "the API key is invalid, expired or revoked",
+            Rejection::Revoked => "the access token was revoked",
             Rejection::Forbidden(Denial::InsufficientScope { .. }) => {
                 "the access token lacks a required scope"
             }
@@ -173,9 +197,30 @@ impl Rejection {
             }
             Rejection::Unauthenticated(error) => {
                 headers.insert(header::WWW_AUTHENTICATE, challenge(error));
-                if matches!(error, AuthnError::KeysUnavailable) {
+                if matches!(
+                    error,
+                    AuthnError::KeysUnavailable | AuthnError::IntrospectionUnavailable
+                ) {
                     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }
+            }
+            Rejection::ApiKey(crate::apikey::KeyError::Unavailable) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Rejection::ApiKey(crate::apikey::KeyError::TooManyAttempts(wait)) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            Rejection::Revoked => {
+                let challenge = "Bearer realm=\"portcullis\", error=\"invalid_token\"";
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            Rejection::ApiKey(_) => {
+                let challenge = HeaderValue::from_static("ApiKey realm=\"portcullis\"");
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
             }
             Rejection::StepUpRequired(insufficient) => {
                 let mut value = String::from("Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\"");
@@ -212,7 +257,9 @@ impl Rejection {
 /// request with no credential gets no error code (section 3.1).
 fn challenge(error: &AuthnError) -> HeaderValue {
     HeaderValue::from_static(match error {
-        AuthnError::Missing | AuthnError::KeysUnavailable => "Bearer realm=\"portcullis\"",
+        AuthnError::Missing
+        | AuthnError::KeysUnavailable
+        | AuthnError::IntrospectionUnavailable => "Bearer realm=\"portcullis\"",
         AuthnError::MalformedHeader => "Bearer realm=\"portcullis\", error=\"invalid_request\"",
         _ => "Bearer realm=\"portcullis\", error=\"invalid_token\"",
     })
@@ -283,6 +330,33 @@ mod tests {
             response.headers()["www-authenticate"],
             "Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\", acr_values=\"gold platinum\", max_age=600"
         );
+    }
+
+    #[tokio::test]
+    async fn introspection_outage_is_retryable() {
+        let response =
+            Rejection::Unauthenticated(AuthnError::IntrospectionUnavailable).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\""
+        );
+        assert_eq!(
+            body_text(response).await,
+            r#"{"detail":"the token issuer's introspection endpoint is unavailable; retry later","reason":"introspection_unavailable","status":503,"title":"Service Unavailable","type":"urn:portcullis:reason:introspection_unavailable"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn inactive_token_is_invalid_token() {
+        let response = Rejection::Unauthenticated(AuthnError::Inactive).into_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\", error=\"invalid_token\""
+        );
+        assert!(response.headers().get("retry-after").is_none());
     }
 
     #[tokio::test]

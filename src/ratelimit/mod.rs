@@ -68,7 +68,7 @@ pub enum Verdict {
     Limited { retry_after: Duration },
     /// Every concurrency slot of a key is taken.
     Concurrency,
-    /// The shared store is unavailable and the route says deny.
+    /// The shared store is unavailable and the route is set to deny.
     StoreUnavailable { retry_after: Duration },
 }
 

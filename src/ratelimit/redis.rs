@@ -46,7 +46,7 @@ pub enum Call {
     },
 }
 
-/// The store's answer to a [`Call`], in the same order.
+/// The store's reply to a [`Call`], in the same order.
 pub enum Reply {
     Rate {
         allowed: bool,
@@ -62,7 +62,7 @@ pub enum Reply {
     Acquire(Option<SharedLease>),
 }
 
-/// Why the store gave no answer.
+/// Reason the store returned no reply.
 #[derive(Debug, Clone, Copy)]
 pub enum Unavailable {
     /// The circuit is open; the store is tried again in about this long.
@@ -140,7 +140,7 @@ impl RedisStore {
     /// Starts connecting in the background, retrying with backoff until it
     /// succeeds, and waits up to `within` for the first connection. A store
     /// that is down at start does not stop the gateway: requests take their
-    /// route's fallback until it answers.
+    /// route's fallback until it responds.
     pub async fn connect(&self, within: Duration) {
         let (done, mut connected) = tokio::sync::watch::channel(false);
         tokio::spawn(connect_loop(Arc::downgrade(&self.inner), done));
@@ -165,7 +165,7 @@ impl RedisStore {
         let deadline = tokio::time::Instant::now() + inner.config.timeout;
         let mut results = self.attempt(&calls, deadline).await;
         // After the server comes back, a pooled connection that has not
-        // noticed yet fails once; another connection of the pool answers.
+        // noticed yet fails once; another connection of the pool responds.
         if matches!(results, Err("connection")) && inner.pool_size() > 1 {
             results = self.attempt(&calls, deadline).await;
         }
@@ -497,6 +497,19 @@ async fn open_pool(config: &RedisConfig) -> RedisResult<Vec<Conn>> {
             let cluster = builder.build()?.get_async_connection().await?;
             Ok(vec![Conn::Cluster(cluster)])
         }
+    }
+}
+
+/// A client for one server of the store (TLS and credentials applied),
+/// for uses beside the rate limits, such as the revocation channel.
+pub fn client(config: &RedisConfig) -> RedisResult<redis::Client> {
+    let url = config.endpoints.urls().first().ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"))
+    })?;
+    let info = with_credentials(url, config)?;
+    match &config.ca {
+        Some(ca) => redis::Client::build_with_tls(info, certificates(ca)),
+        None => redis::Client::open(info),
     }
 }
 

@@ -233,7 +233,7 @@ fn read_route(
             .at(map.node, &map.child_path("require"), message);
     }
     if authentication == AuthMode::Required && authn.is_some_and(|a| a.issuers.is_empty()) {
-        let message = "this route requires authentication but no issuer is configured; add one under authentication.issuers or tenants, or set authentication: none";
+        let message = "this route requires authentication but no issuer or API key file is configured; add one under authentication.issuers, tenants or api_keys, or set authentication: none";
         map.problems
             .at(map.node, &map.child_path("authentication"), message);
     }

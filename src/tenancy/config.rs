@@ -82,7 +82,17 @@ pub fn read_tenants(
             ok = false;
             continue;
         };
-        ok &= read_tenant(&map, base_dir, declared_policies, policies, &mut result);
+        // A tenant whose clients all use API keys or tokens of the
+        // gateway's own token service needs no issuer.
+        let issuers_required = top.get("api_keys").is_none() && top.get("token_service").is_none();
+        ok &= read_tenant(
+            &map,
+            base_dir,
+            declared_policies,
+            policies,
+            issuers_required,
+            &mut result,
+        );
         map.finish();
     }
     ok.then_some(result)
@@ -93,6 +103,7 @@ fn read_tenant(
     base_dir: &Path,
     declared_policies: &[String],
     policies: Option<&HashMap<String, Arc<RateLimitPolicy>>>,
+    issuers_required: bool,
     result: &mut Tenants,
 ) -> bool {
     let id = map.required_string("id", "a tenant id such as acme");
@@ -128,6 +139,7 @@ fn read_tenant(
             );
             ok = false;
         }
+        None if map.get("issuers").is_none() && !issuers_required => {}
         None => {
             if map.get("issuers").is_none() {
                 map.missing(
