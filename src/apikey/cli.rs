@@ -197,19 +197,7 @@ fn apply(config_path: &Path, change: impl Change) -> Result<Option<String>, Stri
     let (keys, config) = open(config_path)?;
     let secret = hmac::Key::new(hmac::HMAC_SHA256, keys.secret.expose());
     match &keys.store {
-        KeyStore::File(path) => {
-            let lock_path = path.with_extension("lock");
-            let lock = std::fs::File::create(&lock_path)
-                .map_err(|error| format!("cannot create {}: {error}", lock_path.display()))?;
-            lock.lock()
-                .map_err(|error| format!("cannot lock {}: {error}", lock_path.display()))?;
-
-            let mut file = store::load(path)?;
-            file.version = 1;
-            let key = change(&config, &mut file, &secret)?;
-            store::save(path, &file)?;
-            Ok(key)
-        }
+        KeyStore::File(path) => store::update(path, |file| change(&config, file, &secret)),
         KeyStore::Shared(redis) => {
             // NOTE: two commands changing the same key at once can lose
             // one change; the file store locks, this store does not yet.

@@ -177,6 +177,46 @@ impl KeyRing {
         result
     }
 
+    /// Revokes a key in its store, and here at once.
+    pub async fn revoke(&self, id: &str) -> Result<(), String> {
+        let now = unix_seconds();
+        match &self.inner.source {
+            Source::File(path) => {
+                let (path, owned) = (path.clone(), id.to_string());
+                let revoke = move || {
+                    store::update(&path, |file| {
+                        let record = file.keys.iter_mut().find(|r| r.id == owned);
+                        let record = record.ok_or("no such key in the key file")?;
+                        record.revoked_at.get_or_insert(now);
+                        Ok(())
+                    })
+                };
+                tokio::task::spawn_blocking(revoke)
+                    .await
+                    .map_err(|error| format!("the key file update failed: {error}"))??;
+            }
+            Source::Shared(feed) => {
+                let text = feed
+                    .get(id)
+                    .await?
+                    .ok_or("no such key in the shared store")?;
+                let mut record: KeyRecord = serde_json::from_str(&text)
+                    .map_err(|error| format!("a shared API key record is malformed: {error}"))?;
+                record.revoked_at.get_or_insert(now);
+                let text = serde_json::to_string(&record).expect("records serialize");
+                feed.publish(id, &text, None).await?;
+            }
+        }
+        self.inner.records.rcu(|records| {
+            let mut records = (**records).clone();
+            if let Some(record) = records.get_mut(id) {
+                record.revoked_at.get_or_insert(now);
+            }
+            records
+        });
+        Ok(())
+    }
+
     fn check(&self, key: &str, now: u64) -> Result<Arc<Identity>, KeyError> {
         let presented = store::parse(key).ok_or(KeyError::Invalid)?;
         let records = self.inner.records.load();

@@ -160,6 +160,26 @@ pub fn save(path: &Path, file: &KeyFile) -> Result<(), String> {
     })
 }
 
+/// Changes a key file under an exclusive lock on `<file>.lock`, so two
+/// writers (commands, or a gateway revoking a key) never lose each other's
+/// change.
+pub fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut KeyFile) -> Result<T, String>,
+) -> Result<T, String> {
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|error| format!("cannot create {}: {error}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|error| format!("cannot lock {}: {error}", lock_path.display()))?;
+
+    let mut file = load(path)?;
+    file.version = 1;
+    let outcome = change(&mut file)?;
+    save(path, &file)?;
+    Ok(outcome)
+}
+
 fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));

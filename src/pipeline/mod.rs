@@ -248,7 +248,14 @@ impl Gateway {
                 let api_keys = self.api_keys.as_ref();
                 let client_ip = context.client_ip;
                 return service
-                    .serve(endpoint, &parts, body, client_ip, api_keys)
+                    .serve(
+                        endpoint,
+                        &parts,
+                        body,
+                        client_ip,
+                        api_keys,
+                        &self.revocations,
+                    )
                     .await;
             }
         }

@@ -44,10 +44,12 @@ fn rotate(config_path: &Path, publish_delay: Option<Duration>) -> Result<(), Str
 
     let removed = list.remove_expired(now, retention);
     let delay = publish_delay.unwrap_or(service.token_ttl);
-    let signs_from = if list.keys.is_empty() {
-        now
-    } else {
-        now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+    let delay_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    // Strictly after every key listed, so the order of keys, and with it
+    // which key signs, never depends on a tie.
+    let signs_from = match list.keys.iter().map(|key| key.signs_from).max() {
+        Some(latest) => (now + delay_secs).max(latest + 1),
+        None => now,
     };
     let entry = create(service, &mut list, now, signs_from)?;
     // The manifest goes first, so a gateway never reads an entry whose file

@@ -79,6 +79,11 @@ impl TokenServiceConfig {
         format!("{}/introspect", self.path_prefix)
     }
 
+    /// Returns the path of the RFC 7009 revocation endpoint.
+    pub fn revocation_path(&self) -> String {
+        format!("{}/revoke", self.path_prefix)
+    }
+
     /// Returns the path of the RFC 8414 metadata document: the well-known
     /// prefix followed by the issuer's own path, if it has one (section 3.1).
     pub fn metadata_path(&self) -> String {
@@ -92,11 +97,12 @@ impl TokenServiceConfig {
 
     /// Returns every path the token service serves, so routes cannot take
     /// them.
-    pub fn paths(&self) -> [String; 4] {
+    pub fn paths(&self) -> [String; 5] {
         [
             self.token_path(),
             self.jwks_path(),
             self.introspection_path(),
+            self.revocation_path(),
             self.metadata_path(),
         ]
     }

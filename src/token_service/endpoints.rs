@@ -20,6 +20,7 @@ use crate::apikey::{KeyError, KeyRing};
 use crate::authn::jwt::{self, ClaimRules};
 use crate::pipeline::body::{full, Body};
 use crate::pipeline::reject::Rejection;
+use crate::revocation::{Revocations, Target};
 use crate::token_service::claims::{self, ScopeError, TokenFacts};
 use crate::token_service::config::{ClientConfig, TokenServiceConfig};
 use crate::token_service::secret_hash::{SecretHash, ITERATIONS};
@@ -48,6 +49,8 @@ pub enum OAuthError {
     InvalidGrant(&'static str),
     UnsupportedGrantType,
     InvalidScope,
+    /// The client may not act on this token (RFC 7009 section 2.1).
+    UnauthorizedClient(&'static str),
     /// The client IP failed authentication too often; 429 with
     /// `Retry-After`.
     TooManyAttempts(Duration),
@@ -64,6 +67,7 @@ impl OAuthError {
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::ServerError => "server_error",
         }
     }
@@ -88,9 +92,9 @@ impl OAuthError {
 
     fn description(&self) -> &'static str {
         match self {
-            OAuthError::InvalidRequest(description) | OAuthError::InvalidGrant(description) => {
-                description
-            }
+            OAuthError::InvalidRequest(description)
+            | OAuthError::InvalidGrant(description)
+            | OAuthError::UnauthorizedClient(description) => description,
             OAuthError::InvalidClient { .. } => "client authentication failed",
             OAuthError::UnsupportedGrantType => "only the client_credentials grant is supported",
             OAuthError::InvalidScope => {
@@ -486,29 +490,9 @@ fn authenticate_introspecting_client<'a>(
 /// `active: false`.
 fn inspect(inner: &Inner, token: &str, tenant: Option<&str>) -> Value {
     let inactive = json!({ "active": false });
-    let config = &inner.config;
-    let Ok(unverified) = jwt::parse(token, MAX_TOKEN_BYTES) else {
+    let Some(claims) = verified_claims(inner, token) else {
         return inactive;
     };
-    if unverified.unverified_issuer() != Some(config.issuer.as_str()) {
-        return inactive;
-    }
-    let now = now();
-    let keys = inner.keys.load().key_set(now, inner.retention());
-    let Ok(claims) = unverified.verify(&keys) else {
-        return inactive;
-    };
-    let rules = ClaimRules {
-        issuer: config.issuer.clone(),
-        audiences: config.audiences.clone(),
-        leeway: config.clock_skew,
-        required_typ: Some(vec!["at+jwt".to_string()]),
-        require_exp: true,
-        max_iat_age: None,
-    };
-    if jwt::validate(unverified.header(), &claims, &rules, now as f64).is_err() {
-        return inactive;
-    }
     let token_tenant = claims.get("tenant_id").and_then(Value::as_str);
     if tenant.is_some() && token_tenant != tenant {
         return inactive;
@@ -531,6 +515,112 @@ fn inspect(inner: &Inner, token: &str, tenant: Option<&str>) -> Value {
         }
     }
     answer
+}
+
+/// Returns the claims of a valid token of this service: signed by a
+/// published key, with the right `typ`, issuer, audience and times.
+fn verified_claims(inner: &Inner, token: &str) -> Option<crate::authn::jwt::Claims> {
+    let config = &inner.config;
+    let unverified = jwt::parse(token, MAX_TOKEN_BYTES).ok()?;
+    if unverified.unverified_issuer() != Some(config.issuer.as_str()) {
+        return None;
+    }
+    let now = now();
+    let keys = inner.keys.load().key_set(now, inner.retention());
+    let claims = unverified.verify(&keys).ok()?;
+    let rules = ClaimRules {
+        issuer: config.issuer.clone(),
+        audiences: config.audiences.clone(),
+        leeway: config.clock_skew,
+        required_typ: Some(vec!["at+jwt".to_string()]),
+        require_exp: true,
+        max_iat_age: None,
+    };
+    jwt::validate(unverified.header(), &claims, &rules, now as f64).ok()?;
+    Some(claims)
+}
+
+/// `POST {prefix}/revoke` (RFC 7009): revokes an access token of this
+/// service for the client it was issued to, or an API key presented by
+/// itself. A token that is not valid here needs no revocation and gets 200
+/// like a revoked one (RFC 7009 section 2.2).
+pub(super) async fn revoke(
+    inner: &Inner,
+    parts: &Parts,
+    body: Incoming,
+    client_ip: IpAddr,
+    api_keys: Option<&KeyRing>,
+    revocations: &Revocations,
+) -> Result<Response<Body>, Rejection> {
+    let form = read_form(parts, body).await?;
+    let outcome = match form {
+        Ok(form) => revoke_token(inner, parts, &form, client_ip, api_keys, revocations).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => {
+            inner.metrics.token_request("revoked");
+            Ok(json_response(StatusCode::OK, &json!({})))
+        }
+        Err(error) => {
+            inner.metrics.token_request(error.reason());
+            tracing::info!(reason = error.reason(), client.ip = %client_ip, "revocation request denied");
+            Ok(error.into_response())
+        }
+    }
+}
+
+async fn revoke_token(
+    inner: &Inner,
+    parts: &Parts,
+    form: &Form,
+    client_ip: IpAddr,
+    api_keys: Option<&KeyRing>,
+    revocations: &Revocations,
+) -> Result<(), OAuthError> {
+    let client = authenticate(inner, parts, form, client_ip, api_keys)?;
+    let token = form
+        .get("token")
+        .ok_or(OAuthError::InvalidRequest("the token parameter is missing"))?;
+
+    if let Some(presented) = crate::apikey::store::parse(token) {
+        let own_key = client.api_key && client.id == format!("pk_{}", presented.id);
+        let ring = api_keys
+            .filter(|_| own_key)
+            .ok_or(OAuthError::UnauthorizedClient(
+                "an API key can be revoked only by presenting it",
+            ))?;
+        return ring.revoke(presented.id).await.map_err(|error| {
+            tracing::error!(error = error.as_str(), "API key revocation failed");
+            OAuthError::ServerError
+        });
+    }
+
+    let Some(claims) = verified_claims(inner, token) else {
+        return Ok(());
+    };
+    if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
+        return Err(OAuthError::UnauthorizedClient(
+            "the token was issued to another client",
+        ));
+    }
+    let (Some(jti), Some(expires_at)) = (
+        claims.get("jti").and_then(Value::as_str),
+        claims.get("exp").and_then(Value::as_u64),
+    ) else {
+        return Ok(());
+    };
+    let target = Target::Token {
+        issuer: inner.config.issuer.clone(),
+        jti: jti.to_string(),
+        expires_at,
+    };
+    revocations.revoke(&target, now()).await.map_err(|error| {
+        tracing::error!(error = error.as_str(), "token revocation failed");
+        OAuthError::ServerError
+    })?;
+    tracing::info!(client.id = client.id.as_str(), "token revoked");
+    Ok(())
 }
 
 /// `GET {prefix}/jwks.json`: the published public keys. Verifiers may
@@ -559,6 +649,8 @@ pub(super) fn metadata(config: &TokenServiceConfig) -> Response<Body> {
         "token_endpoint": config.url(&config.token_path()),
         "jwks_uri": config.url(&config.jwks_path()),
         "introspection_endpoint": config.url(&config.introspection_path()),
+        "revocation_endpoint": config.url(&config.revocation_path()),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "grant_types_supported": [GRANT_TYPE],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -26,7 +26,7 @@ use crate::authn::config::Secret;
 use crate::authn::jwk::{Algorithm, KeySet, VerifyingKey};
 use crate::authn::jwt::BASE64URL;
 use crate::authn::jwt_sign::SigningKey;
-use crate::token_service::manifest::{self, KeyEntry, KeyState, Manifest};
+use crate::token_service::manifest::{self, KeyEntry, Manifest};
 
 /// PBKDF2 iterations of newly encrypted key files; the count is stored in
 /// each file, so it can be raised without breaking older files.
@@ -87,16 +87,6 @@ impl KeySnapshot {
             .filter_map(|key| VerifyingKey::from_jwk(&key.jwk).ok())
             .collect();
         KeySet::from_keys(keys)
-    }
-
-    /// Returns the states of the keys at `now`, as (kid, state) pairs.
-    pub fn states(&self, now: u64, retention: u64) -> Vec<(String, KeyState)> {
-        self.manifest
-            .keys
-            .iter()
-            .map(|entry| entry.kid.clone())
-            .zip(self.manifest.states(now, retention))
-            .collect()
     }
 }
 

@@ -73,15 +73,6 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            KeyState::Next => "next",
-            KeyState::Active => "active",
-            KeyState::Retiring { .. } => "retiring",
-            KeyState::Expired => "expired",
-        }
-    }
-
     /// Returns whether the key is in the JWKS and trusted by the gateway.
     pub fn is_published(&self) -> bool {
         !matches!(self, KeyState::Expired)

@@ -52,12 +52,16 @@ pub enum Endpoint {
     Token,
     Jwks,
     Introspect,
+    Revoke,
     Metadata,
 }
 
 /// The token service of one configuration generation.
 pub struct TokenService {
     inner: Arc<Inner>,
+    /// The endpoints' paths, built once because every request is matched
+    /// against them.
+    paths: [(String, Endpoint); 5],
 }
 
 struct Inner {
@@ -98,27 +102,24 @@ impl TokenService {
         });
         inner.publish(now());
         tokio::spawn(watch_keys(Arc::downgrade(&inner)));
-        Ok(TokenService { inner })
+
+        let config = &inner.config;
+        let paths = [
+            (config.token_path(), Endpoint::Token),
+            (config.jwks_path(), Endpoint::Jwks),
+            (config.introspection_path(), Endpoint::Introspect),
+            (config.revocation_path(), Endpoint::Revoke),
+            (config.metadata_path(), Endpoint::Metadata),
+        ];
+        Ok(TokenService { inner, paths })
     }
 
     /// Returns the endpoint a normalized path names, if any.
     pub fn endpoint(&self, path: &str) -> Option<Endpoint> {
-        let config = &self.inner.config;
-        let path = path
-            .strip_suffix('/')
-            .filter(|p| !p.is_empty())
-            .unwrap_or(path);
-        if path == config.token_path() {
-            Some(Endpoint::Token)
-        } else if path == config.jwks_path() {
-            Some(Endpoint::Jwks)
-        } else if path == config.introspection_path() {
-            Some(Endpoint::Introspect)
-        } else if path == config.metadata_path() {
-            Some(Endpoint::Metadata)
-        } else {
-            None
-        }
+        self.paths
+            .iter()
+            .find(|(endpoint_path, _)| endpoint_path == path)
+            .map(|(_, endpoint)| *endpoint)
     }
 
     /// Serves one request to an endpoint. OAuth errors are responses;
@@ -130,6 +131,7 @@ impl TokenService {
         body: Incoming,
         client_ip: IpAddr,
         api_keys: Option<&KeyRing>,
+        revocations: &crate::revocation::Revocations,
     ) -> Result<Response<Body>, Rejection> {
         let inner = &self.inner;
         match endpoint {
@@ -140,6 +142,10 @@ impl TokenService {
             Endpoint::Introspect => {
                 endpoints::require_method(parts, &http::Method::POST)?;
                 endpoints::introspect(inner, parts, body, client_ip).await
+            }
+            Endpoint::Revoke => {
+                endpoints::require_method(parts, &http::Method::POST)?;
+                endpoints::revoke(inner, parts, body, client_ip, api_keys, revocations).await
             }
             Endpoint::Jwks => {
                 endpoints::require_method(parts, &http::Method::GET)?;
