@@ -225,11 +225,51 @@ async fn sweep(revocations: Weak<Inner>) {
     }
 }
 
+/// Longest a token revocation is kept: tokens meant to live longer than
+/// a year are not access tokens.
+const MAX_TOKEN_RETENTION: u64 = 366 * 24 * 3600;
+
+/// Rejects a revocation that could not match any token, so a typo never
+/// reads as success: an issuer the configuration does not trust, or a
+/// token whose expiry is past or implausibly far.
+fn check_target(config: &crate::config::Config, target: &Target, now: u64) -> Result<(), String> {
+    let issuer = match target {
+        Target::Token { issuer, .. }
+        | Target::Subject { issuer, .. }
+        | Target::Client { issuer, .. } => issuer,
+    };
+    let trusted = config
+        .authentication
+        .issuers
+        .iter()
+        .any(|known| &known.issuer == issuer);
+    if !trusted {
+        return Err(format!(
+            "no issuer {issuer:?} in the configuration; expected the exact iss of the tokens"
+        ));
+    }
+    if let Target::Token { expires_at, .. } = target {
+        if *expires_at <= now {
+            return Err(
+                "the token has already expired (--expires-at is in the past); nothing to revoke"
+                    .into(),
+            );
+        }
+        if *expires_at > now + MAX_TOKEN_RETENTION {
+            return Err(
+                "expected --expires-at to be the token's exp, at most a year from now".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `portcullis token revoke`: revokes a target in the shared store of a
 /// configuration, so every running instance refuses it within a second.
 pub fn revoke_command(config_path: &std::path::Path, target: Target) -> std::process::ExitCode {
     let outcome = (|| {
         let config = crate::config::load(config_path).map_err(|errors| errors.to_string())?;
+        check_target(&config, &target, crate::apikey::unix_seconds())?;
         if config.rate_limit_store == StoreConfig::Memory {
             return Err("revoking across instances needs rate_limit_store type redis".to_string());
         }

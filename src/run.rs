@@ -30,6 +30,15 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 pub fn check(path: &Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
+            // `serve` reads the key file at start, so `check` does too.
+            if let Some(keys) = &config.api_keys {
+                if let crate::apikey::config::KeyStore::File(file) = &keys.store {
+                    if let Err(message) = crate::apikey::store::load(file) {
+                        eprintln!("{message}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             println!(
                 "{}: ok ({} routes, {} upstreams, {} issuers)",
                 path.display(),

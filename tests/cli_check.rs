@@ -426,7 +426,7 @@ fn rate_limit_store_and_policy_problems_reported() {
     assert_eq!(output.status.code(), Some(1));
     let lines = stderr_lines(&output, &dir);
     let expected = [
-        "limits.yaml:5:8: rate_limit_store.url: the URL carries a password; put it under password: { env: NAME } or { file: PATH }",
+        "limits.yaml:5:8: rate_limit_store.url: the URL carries a password or query parameters; put a password under password: { env: NAME } or { file: PATH }",
         "limits.yaml:6:15: rate_limit_store.key_prefix: expected a key prefix of letters, digits, '-', '_', ':' and '.' (at most 64), without braces",
         "limits.yaml:10:9: rate_limits.both: expected exactly one of requests, quota or concurrent, found requests and quota",
         "limits.yaml:7:3: rate_limit_store.timout: unknown key \"timout\"; did you mean \"timeout\"?",

@@ -416,3 +416,122 @@ routes:
     let record = redis.cli(&["GET", &stored[0]]);
     assert!(!record.contains(&key[20..]), "the key's secret is stored");
 }
+
+#[tokio::test]
+async fn two_credentials_in_one_request_are_refused() {
+    let upstream = Upstream::start();
+    let setup = Setup::new(&upstream, 10);
+    let key = setup.create(&["--scope", "read:users"]);
+    let other = setup.create(&["--scope", "read:users"]);
+    let gateway = Gateway::start(&setup.yaml()).await;
+    let scheme = format!("ApiKey {key}");
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "two key headers",
+            vec![("x-api-key", &key), ("x-api-key", &other)],
+        ),
+        (
+            "two Authorization headers",
+            vec![("authorization", &scheme), ("authorization", &scheme)],
+        ),
+        (
+            "a key header beside ApiKey",
+            vec![("authorization", &scheme), ("x-api-key", &other)],
+        ),
+        (
+            "a key header beside a bearer token",
+            vec![("authorization", "Bearer a.b.c"), ("x-api-key", &key)],
+        ),
+    ];
+
+    for (description, headers) in cases {
+        let mut request = gateway.get("/users");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await;
+        assert_eq!(response.status(), 400, "{description}");
+        assert_eq!(
+            response.reason().as_deref(),
+            Some("credentials_ambiguous"),
+            "{description}"
+        );
+    }
+    assert_eq!(upstream.count().await, 0);
+}
+
+#[test]
+fn key_commands_never_print_a_secret_and_check_their_input() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    std::fs::write(
+        dir.path().join("secret"),
+        "server-secret-for-api-key-hashes-0123456789",
+    )
+    .expect("writing the secret");
+    let config = dir.path().join("gateway.yaml");
+    let yaml = format!(
+        "upstreams:\n  users: {{ url: http://127.0.0.1:9 }}\napi_keys:\n  file: keys.json\n  secret: {{ file: {}/secret }}\nroutes:\n  - id: users\n    match: {{ path: /users, methods: [GET] }}\n    upstream: users\n",
+        dir.path().display()
+    );
+    std::fs::write(&config, yaml).expect("writing the config");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("key")
+            .arg(args[0])
+            .arg("-c")
+            .arg(&config)
+            .args(&args[1..])
+            .output()
+            .expect("running portcullis key")
+    };
+    let unknown = "pk_0123456789abcdef_SECRETSECRETSECRETSECRETSECRETSECRETSECRET1";
+
+    for command in ["revoke", "rotate"] {
+        let output = run(&[command, unknown]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command}");
+        assert!(
+            !stderr.contains("SECRET"),
+            "{command} printed the key: {stderr}"
+        );
+        assert!(
+            stderr.contains("pk_0123456789abcdef"),
+            "{command}: {stderr}"
+        );
+    }
+    let cases = [
+        (
+            "a scope with a space",
+            vec!["create", "--scope", "read:users admin:all"],
+        ),
+        ("an empty scope", vec!["create", "--scope", ""]),
+        (
+            "a label with a newline",
+            vec!["create", "--label", "ci\nadmin"],
+        ),
+        ("a zero lifetime", vec!["create", "--expires-in", "0s"]),
+    ];
+    for (description, args) in cases {
+        let output = run(&args);
+        assert!(!output.status.success(), "{description} was accepted");
+        assert!(output.stdout.is_empty(), "{description}: a key was printed");
+    }
+
+    let keys = dir.path().join("keys.json");
+    let record = r#"{"id":"0123456789abcdef","hash":"00","created_at":1}"#;
+    std::fs::write(
+        &keys,
+        format!(r#"{{"version":1,"keys":[{record},{record}]}}"#),
+    )
+    .expect("writing a key file");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("running portcullis check");
+    assert!(
+        !check.status.success(),
+        "check accepted a key file with a repeated key"
+    );
+    assert!(String::from_utf8_lossy(&check.stderr).contains("appears twice"));
+}

@@ -26,23 +26,27 @@ fn claims(token: &str) -> serde_json::Value {
 }
 
 fn revoke(config_yaml: &str, args: &[&str]) {
+    let output = run_revoke(config_yaml, args);
+    assert!(
+        output.status.success(),
+        "portcullis token revoke {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run_revoke(config_yaml: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("cli.yaml");
     let yaml = config_yaml
         .replace(common::LISTEN_ADDRESS, "127.0.0.1:9")
         .replace(common::ADMIN_ADDRESS, "127.0.0.1:10");
     std::fs::write(&path, yaml).expect("writing the config");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["token", "revoke", "-c"])
         .arg(&path)
         .args(args)
         .output()
-        .expect("running portcullis token revoke");
-    assert!(
-        output.status.success(),
-        "portcullis token revoke {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .expect("running portcullis token revoke")
 }
 
 struct Fleet {
@@ -159,4 +163,50 @@ async fn revoked_client_refuses_only_tokens_issued_before() {
 
     assert_eq!(Fleet::status(&gateway, &after).await.0, 200);
     assert_eq!(Fleet::status(&gateway, &writer).await.0, 200);
+}
+
+#[tokio::test]
+async fn revocations_that_match_nothing_are_refused() {
+    let fleet = Fleet::start();
+    let issuer = fleet.provider.issuer();
+    let now = common::unix_now();
+    let cases = [
+        (
+            "an issuer the configuration does not trust",
+            vec![
+                "--issuer".to_string(),
+                format!("{issuer}/"),
+                "--client".into(),
+                "reader".into(),
+            ],
+        ),
+        (
+            "an expiry in the past",
+            vec![
+                "--issuer".into(),
+                issuer.to_string(),
+                "--jti".into(),
+                "j1".into(),
+                "--expires-at".into(),
+                (now - 10).to_string(),
+            ],
+        ),
+        (
+            "an expiry centuries away",
+            vec![
+                "--issuer".into(),
+                issuer.to_string(),
+                "--jti".into(),
+                "j1".into(),
+                "--expires-at".into(),
+                "99999999999999".into(),
+            ],
+        ),
+    ];
+
+    for (description, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = run_revoke(&fleet.yaml, &args);
+        assert!(!output.status.success(), "{description} was accepted");
+    }
 }

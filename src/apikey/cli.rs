@@ -23,6 +23,9 @@ pub struct NewKey {
 }
 
 pub fn create(config_path: &Path, request: NewKey) -> ExitCode {
+    if let Err(message) = check_request(&request) {
+        return fail(&message);
+    }
     run(config_path, |config, file, secret| {
         if let Some(tenant) = &request.tenant {
             if !config.tenants.contains_key(tenant) {
@@ -49,6 +52,7 @@ pub fn rotate(config_path: &Path, name: &str, overlap: Duration) -> ExitCode {
     run(config_path, |_, file, secret| {
         let now = unix_seconds();
         let old = find(file, name)?;
+        let name = old.name();
         if old.is_revoked(now) || old.is_expired(now) {
             return Err(format!(
                 "{name} is revoked or expired; create a new key instead"
@@ -79,7 +83,7 @@ pub fn revoke(config_path: &Path, name: &str) -> ExitCode {
     run(config_path, |_, file, _| {
         let record = find(file, name)?;
         record.revoked_at.get_or_insert(unix_seconds());
-        eprintln!("revoked {name}");
+        eprintln!("revoked {}", record.name());
         Ok(None)
     })
 }
@@ -93,18 +97,23 @@ pub fn list(config_path: &Path, json: bool) -> ExitCode {
         Ok(file) => file,
         Err(message) => return fail(&message),
     };
+    // Output that stops being read (`| head`) ends the listing quietly.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     if json {
         let listed: Vec<_> = file.keys.iter().map(listing).collect();
-        println!("{}", serde_json::Value::Array(listed));
+        let _ = writeln!(out, "{}", serde_json::Value::Array(listed));
         return ExitCode::SUCCESS;
     }
     let now = unix_seconds();
-    println!(
+    let _ = writeln!(
+        out,
         "{:<20}  {:<8}  {:<12}  {:<24}  label",
         "key", "status", "tenant", "scopes"
     );
     for record in &file.keys {
-        println!(
+        let written = writeln!(
+            out,
             "{:<20}  {:<8}  {:<12}  {:<24}  {}",
             record.name(),
             status(record, now),
@@ -112,6 +121,9 @@ pub fn list(config_path: &Path, json: bool) -> ExitCode {
             record.scopes.join(" "),
             record.label
         );
+        if written.is_err() {
+            break;
+        }
     }
     ExitCode::SUCCESS
 }
@@ -163,12 +175,48 @@ fn new_record(
     (key, record)
 }
 
+/// Finds a key by its name (`pk_<id>`, or the bare id). The whole key is
+/// accepted too, but only its public part is ever printed back.
 fn find<'f>(file: &'f mut KeyFile, name: &str) -> Result<&'f mut KeyRecord, String> {
-    let id = name.strip_prefix("pk_").unwrap_or(name);
+    let rest = name.strip_prefix("pk_").unwrap_or(name);
+    let id = rest.split('_').next().unwrap_or_default();
+    let printable: String = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
     file.keys
         .iter_mut()
         .find(|record| record.id == id)
-        .ok_or_else(|| format!("no key named {name:?} in the key file"))
+        .ok_or_else(|| format!("no key named pk_{printable} in the key store"))
+}
+
+/// Checks what `key create` was asked for: scopes that are scope tokens
+/// (RFC 6749 section 3.3: printable ASCII without space, `"` or `\`), so
+/// one scope can never read as two upstream, a printable label, and a
+/// lifetime of at least a second.
+fn check_request(request: &NewKey) -> Result<(), String> {
+    for scope in &request.scopes {
+        let token = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !token {
+            return Err(format!(
+                "invalid scope {scope:?}: expected one scope token (printable ASCII, no space, quote or backslash); repeat --scope for several"
+            ));
+        }
+    }
+    if request.label.chars().any(char::is_control) {
+        return Err("invalid label: expected printable text without control characters".into());
+    }
+    if request
+        .expires_in
+        .is_some_and(|ttl| ttl < Duration::from_secs(1))
+    {
+        return Err("invalid --expires-in: expected a lifetime of at least 1s".into());
+    }
+    Ok(())
 }
 
 /// Applies one change to the key store, then prints the new key. The

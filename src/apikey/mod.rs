@@ -53,6 +53,8 @@ pub enum KeyError {
     TooManyAttempts(Duration),
     /// The shared store's keys have not been read yet.
     Unavailable,
+    /// The request carries more than one credential.
+    Ambiguous,
 }
 
 impl KeyError {
@@ -63,6 +65,7 @@ impl KeyError {
             KeyError::Revoked => "api_key_revoked",
             KeyError::TooManyAttempts(_) => "api_key_attempts_exceeded",
             KeyError::Unavailable => "api_keys_unavailable",
+            KeyError::Ambiguous => "credentials_ambiguous",
         }
     }
 }
@@ -138,19 +141,36 @@ impl KeyRing {
     }
 
     /// Returns the key the request presents, if it presents one.
-    pub fn presented<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        let from_authorization = headers
-            .get(http::header::AUTHORIZATION)
+    /// A request that carries credentials in more than one way (two
+    /// `Authorization` headers, two key headers, or a key header beside any
+    /// `Authorization`) gets [`KeyError::Ambiguous`]: which one counts
+    /// must never depend on the reader.
+    pub fn presented<'h>(&self, headers: &'h HeaderMap) -> Option<Result<&'h str, KeyError>> {
+        let authorizations = headers.get_all(http::header::AUTHORIZATION);
+        let key_headers = match &self.inner.header {
+            Some(name) => headers.get_all(name).iter().count(),
+            None => 0,
+        };
+        let authorization_count = authorizations.iter().count();
+        let from_authorization = authorizations
+            .iter()
+            .next()
             .and_then(|value| value.to_str().ok())
             .and_then(|value| {
                 let (scheme, key) = value.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("apikey").then(|| key.trim())
             });
+        if from_authorization.is_none() && key_headers == 0 {
+            return None;
+        }
+        if authorization_count + key_headers > 1 {
+            return Some(Err(KeyError::Ambiguous));
+        }
         let from_header = || {
             let name = self.inner.header.as_ref()?;
             headers.get(name)?.to_str().ok().map(str::trim)
         };
-        from_authorization.or_else(from_header)
+        from_authorization.or_else(from_header).map(Ok)
     }
 
     /// Verifies a presented key for a client.

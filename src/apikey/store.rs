@@ -20,6 +20,7 @@ const SECRET_BYTES: usize = 32;
 
 /// One API key as stored: everything but the key itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     /// The public part after `pk_`.
     pub id: String,
@@ -129,7 +130,25 @@ pub fn load(path: &Path) -> Result<KeyFile, String> {
             file.version
         ));
     }
+    check_records(&file.keys).map_err(|message| format!("{}: {message}", path.display()))?;
     Ok(file)
+}
+
+/// Rejects records a hand edit could have broken: a repeated id (which
+/// record would win is not defined) or an id that is not 16 hex digits.
+pub fn check_records(records: &[KeyRecord]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for record in records {
+        let well_formed =
+            record.id.len() == ID_BYTES * 2 && record.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !well_formed {
+            return Err("a key id is not 16 hex digits".into());
+        }
+        if !seen.insert(record.id.as_str()) {
+            return Err(format!("key pk_{} appears twice", record.id));
+        }
+    }
+    Ok(())
 }
 
 /// Writes a key file atomically: a temporary file in the same directory,

@@ -331,6 +331,7 @@ impl Gateway {
     ) -> Result<Arc<Identity>, Rejection> {
         if let Some(ring) = &self.api_keys {
             if let Some(key) = ring.presented(&parts.headers) {
+                let key = key.map_err(Rejection::ApiKey)?;
                 return ring
                     .verify(key, context.client_ip)
                     .map_err(Rejection::ApiKey);

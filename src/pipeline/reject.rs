@@ -93,6 +93,7 @@ impl Rejection {
             Rejection::ApiKey(crate::apikey::KeyError::Unavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Rejection::ApiKey(crate::apikey::KeyError::Ambiguous) => StatusCode::BAD_REQUEST,
             Rejection::ApiKey(_) | Rejection::Revoked => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden(_) | Rejection::TenantMismatch => StatusCode::FORBIDDEN,
             Rejection::RateLimited { .. } | Rejection::ConcurrencyLimited => {
@@ -129,6 +130,9 @@ impl Rejection {
             }
             Rejection::ApiKey(crate::apikey::KeyError::Unavailable) => {
                 "the API keys are not loaded yet; retry later"
+            }
+            Rejection::ApiKey(crate::apikey::KeyError::Ambiguous) => {
+                "send one credential: one Authorization header or one API key header"
             }
             Rejection::ApiKey(_) => "the API key is invalid, expired or revoked",
             Rejection::Revoked => "the access token was revoked",

@@ -556,9 +556,9 @@ fn check_redis_url(url: &str) -> Result<(), String> {
             )
         }
     };
-    if info.redis_settings().password().is_some() {
+    if info.redis_settings().password().is_some() || url.contains('?') {
         return Err(
-            "the URL carries a password; put it under password: { env: NAME } or { file: PATH }"
+            "the URL carries a password or query parameters; put a password under password: { env: NAME } or { file: PATH }"
                 .into(),
         );
     }

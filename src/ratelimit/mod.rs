@@ -41,6 +41,8 @@ pub struct KeyInputs<'a> {
 /// The outcome of all limits for one request.
 #[derive(Default)]
 pub struct Outcome {
+    /// The share of each limit the decisions below enforced.
+    share: u32,
     /// The decision of each rate and quota policy, for the response's
     /// `RateLimit` fields.
     pub reports: Vec<Report>,
@@ -58,6 +60,9 @@ pub struct Report {
     /// The in-process key it was counted under; `None` when the shared
     /// store counted it.
     local_key: Option<u64>,
+    /// The part of the limit that was enforced: 1, or the instance count
+    /// when the shared store was unavailable.
+    share: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,7 +138,10 @@ impl Limiter {
         if policies.is_empty() {
             return None;
         }
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            share: 1,
+            ..Outcome::default()
+        };
         let mut shared = Vec::new();
         for &policy in policies {
             match &self.shared {
@@ -159,6 +167,7 @@ impl Limiter {
         outcome: &mut Outcome,
     ) {
         let marker = (share > 1 || policy.shared).then_some(FALLBACK);
+        outcome.share = share;
         let key = self
             .memory
             .key_hash(&key_parts(policy, inputs, marker).as_refs());
@@ -239,12 +248,14 @@ impl Limiter {
     /// dropping them) and the quota requests it was counted for.
     fn undo(&self, outcome: &mut Outcome, inputs: &KeyInputs) {
         outcome.leases.clear();
-        for report in &outcome.reports {
+        for report in &mut outcome.reports {
             let (Limit::Window(_), Some(span), true) =
                 (&report.policy.limit, report.span, report.decision.allowed)
             else {
                 continue;
             };
+            // The response reports the quota as it is after the refund.
+            report.decision.remaining = report.decision.remaining.saturating_add(1);
             match (report.local_key, &self.shared) {
                 (Some(key), _) => self.windows.refund(key, span),
                 (None, Some(store)) => {
@@ -279,6 +290,7 @@ impl Outcome {
             decision,
             span,
             local_key,
+            share: self.share,
         });
     }
 
@@ -303,12 +315,14 @@ impl Outcome {
             .filter_map(|report| {
                 let name = report.policy.name.as_str();
                 match (&report.policy.limit, report.span) {
-                    (Limit::Rate(quota), _) => {
-                        Some(headers::Item::rate(name, quota, &report.decision))
-                    }
+                    (Limit::Rate(quota), _) => Some(headers::Item::rate(
+                        name,
+                        &divided(quota, report.share),
+                        &report.decision,
+                    )),
                     (Limit::Window(window), Some(span)) => Some(headers::Item {
                         policy: name,
-                        quota: window.limit,
+                        quota: (window.limit / u64::from(report.share.max(1))).max(1),
                         window: span.end.saturating_sub(span.start).max(0) as u64,
                         decision: &report.decision,
                     }),

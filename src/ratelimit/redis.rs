@@ -111,6 +111,10 @@ struct Held {
     renewed: Instant,
 }
 
+/// Pause before retrying a connection that just failed, giving it time to
+/// reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(5);
+
 const REFUND: &str =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0";
 
@@ -165,9 +169,20 @@ impl RedisStore {
         let deadline = tokio::time::Instant::now() + inner.config.timeout;
         let mut results = self.attempt(&calls, deadline).await;
         // After the server comes back, a pooled connection that has not
-        // noticed yet fails once; another connection of the pool responds.
-        if matches!(results, Err("connection")) && inner.pool_size() > 1 {
-            results = self.attempt(&calls, deadline).await;
+        // noticed yet fails once and reconnects in the background: try
+        // the others, then again after a moment, within the deadline.
+        let mut tries = 1;
+        while matches!(results, Err("connection")) && tokio::time::Instant::now() < deadline {
+            if tries >= inner.pool_size() {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+            // A retry cut short by the deadline still failed for want of
+            // a connection.
+            results = match self.attempt(&calls, deadline).await {
+                Err("timeout") => Err("connection"),
+                other => other,
+            };
+            tries += 1;
         }
         let replies = results.map_err(|kind| self.failed(kind, probe))?;
 
@@ -379,13 +394,14 @@ fn micros(value: i64) -> Duration {
 }
 
 fn error_kind(error: &redis::RedisError) -> &'static str {
-    if error.is_timeout() {
-        "timeout"
-    } else if error.is_io_error()
+    if error.is_connection_refusal()
         || error.is_connection_dropped()
-        || error.is_connection_refusal()
         || error.is_unrecoverable_error()
     {
+        "connection"
+    } else if error.is_timeout() {
+        "timeout"
+    } else if error.is_io_error() {
         "connection"
     } else {
         "script"

@@ -303,7 +303,16 @@ fn authenticate(
             .eq_ignore_ascii_case("basic")
             .then(|| credentials.trim())
     });
-    let api_key = api_keys.and_then(|ring| ring.presented(&parts.headers).map(|key| (ring, key)));
+    let api_key =
+        match api_keys.and_then(|ring| ring.presented(&parts.headers).map(|key| (ring, key))) {
+            Some((_, Err(_))) => {
+                return Err(OAuthError::InvalidRequest(
+                    "use exactly one client authentication method",
+                ))
+            }
+            Some((ring, Ok(key))) => Some((ring, key)),
+            None => None,
+        };
     let posted = form.get("client_secret");
 
     let methods = [basic.is_some(), api_key.is_some(), posted.is_some()];
