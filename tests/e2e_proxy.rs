@@ -425,3 +425,36 @@ async fn in_flight_gauge_counts_slow_request() {
         .value("portcullis_requests_in_flight", &[]);
     assert_eq!(after, 0.0, "the gauge did not return to zero");
 }
+
+#[tokio::test]
+async fn http10_upstream_does_not_downgrade_the_client() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    // A minimal HTTP/1.0 server: the Express fixture speaks HTTP/1.1 only.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a loopback port");
+    let address = listener.local_addr().expect("the bound address");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..4 {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let reply =
+                b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]";
+            let _ = socket.write_all(reply).await;
+        }
+    });
+    let config = config_for(&upstream, &[&provider]).upstream_url(&format!("http://{address}"));
+    let gateway = Gateway::start(&config.yaml()).await;
+    let token = provider.token("reader", "read:users").await;
+
+    let response = gateway.get("/users").bearer(&token).send().await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version, Version::HTTP_11);
+    assert_eq!(response.text(), "[]");
+}

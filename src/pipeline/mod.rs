@@ -606,12 +606,18 @@ impl Gateway {
             }
             RequestBody::Buffered(bytes) => crate::pipeline::body::full(bytes),
         };
+        let version = parts.version;
         let result = self
             .upstreams
             .send(&route.upstream, parts, &normalized.path, body)
             .await;
         match result {
-            Ok(response) => Ok(response),
+            // The client hears its own protocol version, whatever the
+            // upstream spoke (an HTTP/1.0 upstream must not downgrade it).
+            Ok(mut response) => {
+                *response.version_mut() = version;
+                Ok(response)
+            }
             Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),
             // The client's body failed, not the upstream: reject it as the
             // client's error and keep it out of the upstream error metrics.
