@@ -203,10 +203,23 @@ impl RedisStore {
     ) -> Result<Vec<Reply>, &'static str> {
         let inner = &self.inner;
         let conn = inner.connection().ok_or("connection")?;
-        let pending = calls.iter().map(|call| inner.call(conn.clone(), call));
-        let results = tokio::time::timeout_at(deadline, futures_util::future::join_all(pending))
-            .await
-            .map_err(|_| "timeout")?;
+        // Most routes have one shared policy: await its call alone,
+        // without the bookkeeping of joining several.
+        let results = match calls {
+            [call] => {
+                let single = inner.call(conn, call);
+                vec![tokio::time::timeout_at(deadline, single)
+                    .await
+                    .map_err(|_| "timeout")?]
+            }
+            _ => {
+                let pending = calls.iter().map(|call| inner.call(conn.clone(), call));
+                let joined = futures_util::future::join_all(pending);
+                tokio::time::timeout_at(deadline, joined)
+                    .await
+                    .map_err(|_| "timeout")?
+            }
+        };
         if let Some(error) = results.iter().find_map(|r| r.as_ref().err()) {
             return Err(error_kind(error));
         }
@@ -485,7 +498,10 @@ async fn open_pool(config: &RedisConfig) -> RedisResult<Vec<Conn>> {
             };
             let settings = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(config.timeout))
+                // Every call is bounded by the store's own deadline, which
+                // covers the retries too; a second timer per call would
+                // only cost.
+                .set_response_timeout(None)
                 .set_number_of_retries(1);
             let mut pool = Vec::with_capacity(config.connections);
             for _ in 0..config.connections {
