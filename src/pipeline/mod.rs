@@ -217,7 +217,19 @@ impl Gateway {
             Err(rejection) => {
                 let reason = rejection.reason();
                 self.metrics.denial(reason);
-                (rejection.into_response(), Some(reason))
+                let missing = matches!(
+                    rejection,
+                    Rejection::Unauthenticated(crate::authn::AuthnError::Missing)
+                );
+                let mut response = rejection.into_response();
+                // A client without a credential learns every scheme it may use.
+                if missing && self.api_keys.is_some() {
+                    response.headers_mut().append(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("ApiKey realm=\"portcullis\""),
+                    );
+                }
+                (response, Some(reason))
             }
         };
         let response = self.protect(&context, response, connection);
