@@ -202,6 +202,17 @@ async fn stolen_keys_are_refused() {
     upstream.reset().await;
 
     let in_query = gateway.get(&format!("/users?api_key={acme}")).send().await;
+    let challenges: Vec<&str> = in_query
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        challenges,
+        ["Bearer realm=\"portcullis\"", "ApiKey realm=\"portcullis\""],
+        "a client without a credential learns both schemes"
+    );
     assert_eq!(
         in_query.status(),
         401,
