@@ -7,10 +7,12 @@
 
 pub mod admin;
 pub mod apikey;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod feed;
+pub mod mask;
 pub mod normalize;
 pub mod pipeline;
 pub mod protect;

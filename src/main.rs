@@ -48,6 +48,33 @@ enum Command {
     /// section.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Work with the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that audit files form one unbroken, unmodified chain: every
+    /// line parses, seq is continuous, prev matches and checkpoints verify.
+    /// Prints the first bad line and exits with 1 when one is found.
+    Verify {
+        /// Audit files (JSON Lines), in chain order.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Ed25519 public key (PEM) to check checkpoint signatures with.
+        /// Without it, signatures are not checked.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+        /// Require the log to end with a checkpoint, as a cleanly closed or
+        /// rotated log does. This detects lines removed from the end.
+        #[arg(long)]
+        sealed: bool,
+        /// Accept a chain that starts after seq 1 because older files were
+        /// deleted.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +268,12 @@ fn main() -> ExitCode {
         } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
         Command::Key(command) => key(command),
+        Command::Audit(AuditCommand::Verify {
+            files,
+            public_key,
+            sealed,
+            partial,
+        }) => portcullis::audit::verify_command(&files, public_key.as_deref(), sealed, partial),
         Command::Policy(PolicyCommand::Test { dir, verbose }) => {
             portcullis::run::policy_test(&dir, verbose)
         }

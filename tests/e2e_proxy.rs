@@ -458,3 +458,55 @@ async fn http10_upstream_does_not_downgrade_the_client() {
     assert_eq!(response.version, Version::HTTP_11);
     assert_eq!(response.text(), "[]");
 }
+
+#[tokio::test]
+async fn card_numbers_in_urls_are_refused_before_any_log() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let gateway = Gateway::start(&config_for(&upstream, &[&provider]).yaml()).await;
+    let token = provider.token("reader", "read:users").await;
+    // Test card numbers from the card schemes' public test ranges.
+    let cases = [
+        ("bare in the query", "/users?card=4111111111111111"),
+        (
+            "grouped with dashes in the path",
+            "/users/4111-1111-1111-1111",
+        ),
+        (
+            "spaces encoded in the query",
+            "/users?pan=5555%205555%205555%204444",
+        ),
+        ("plus signs as spaces", "/users?pan=3782+822463+10005"),
+    ];
+
+    for (description, path) in cases {
+        let response = gateway.get(path).bearer(&token).send().await;
+        assert_eq!(response.status(), 400, "{description}");
+        assert_eq!(
+            response.reason().as_deref(),
+            Some("pan_in_url"),
+            "{description}"
+        );
+    }
+    let not_cards = [
+        ("a timestamp", "/users?since=20261204123000"),
+        ("a Luhn-invalid number", "/users?order=4111111111111112"),
+    ];
+    for (description, path) in not_cards {
+        let response = gateway.get(path).bearer(&token).send().await;
+        assert_eq!(response.status(), 200, "{description}");
+    }
+
+    assert_eq!(upstream.count().await, 2, "only the two clean requests");
+    let logs = gateway.logs();
+    let planted = [
+        "4111111111111111",
+        "4111-1111-1111-1111",
+        "5555%205555%205555%204444",
+        "5555 5555 5555 4444",
+        "3782+822463+10005",
+    ];
+    for number in planted {
+        assert!(!logs.contains(number), "{number} reached the logs");
+    }
+}

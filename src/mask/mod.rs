@@ -1,0 +1,285 @@
+//! Response masking engine: rewrites personal and payment data in response
+//! bodies before they leave the gateway. Fields are selected by path
+//! ([`path`]) or found by detectors anywhere in the body ([`detect`]), then
+//! rewritten in a masking style ([`style`]).
+//!
+//! This module only transforms parsed JSON and text. Reading, decompressing
+//! and size-limiting the body is the caller's job.
+
+pub mod detect;
+pub mod path;
+pub mod style;
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde_json::Value;
+
+pub use crate::mask::detect::{Detector, Pattern};
+pub use crate::mask::path::{FieldPath, PathError};
+pub use crate::mask::style::{MaskStyle, PseudonymKey, PseudonymKeyError, REDACTED};
+
+use crate::mask::path::ChildKey;
+
+/// Masking rules of one route.
+#[derive(Clone, Debug, Default)]
+pub struct MaskRules {
+    /// Fields masked whole, wherever their content. When several paths
+    /// select the same value, the first rule in this list sets the style.
+    /// A path that selects an object or array masks every string, number
+    /// and boolean inside it and keeps keys and nulls.
+    pub fields: Vec<FieldRule>,
+    /// Detectors run over every string and number that no field rule
+    /// selected, and over text bodies. Where matches overlap the longer one
+    /// wins, then the earlier rule.
+    pub detectors: Vec<DetectorRule>,
+}
+
+/// Field path and the style its values are masked in.
+#[derive(Clone, Debug)]
+pub struct FieldRule {
+    pub path: FieldPath,
+    pub style: MaskStyle,
+}
+
+/// Detector and the style its matches are masked in.
+#[derive(Clone, Debug)]
+pub struct DetectorRule {
+    pub detector: Detector,
+    pub style: MaskStyle,
+}
+
+/// Caller-specific inputs of one masking run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    /// Key of the tenant, for the pseudonym style. Without it pseudonym
+    /// rules redact.
+    pub pseudonym_key: Option<&'a PseudonymKey>,
+    /// Whether the caller has the route's unmask scope, in which case
+    /// nothing is masked.
+    pub unmask: bool,
+}
+
+/// Masked text body and the number of matches that were rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskedText<'a> {
+    pub text: Cow<'a, str>,
+    pub count: usize,
+}
+
+/// Masking engine built once per route from its rules.
+#[derive(Clone, Debug)]
+pub struct Masker {
+    rules: MaskRules,
+}
+
+/// Progress of one field rule along a path: `segment` segments matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PathState {
+    rule: usize,
+    segment: usize,
+}
+
+impl Masker {
+    pub fn new(rules: MaskRules) -> Masker {
+        Masker { rules }
+    }
+
+    /// Masks `value` in place and returns how many strings, numbers and
+    /// booleans were rewritten. A number with a detector match becomes a
+    /// string holding the masked text.
+    pub fn mask_json(&self, value: &mut Value, context: &Context) -> usize {
+        if context.unmask {
+            return 0;
+        }
+
+        let root_states: Vec<PathState> = (0..self.rules.fields.len())
+            .map(|rule| PathState { rule, segment: 0 })
+            .collect();
+        self.mask_node(value, &root_states, context)
+    }
+
+    /// Masks detector matches in a text body and counts them.
+    pub fn mask_text<'t>(&self, text: &'t str, context: &Context) -> MaskedText<'t> {
+        if context.unmask {
+            return MaskedText {
+                text: Cow::Borrowed(text),
+                count: 0,
+            };
+        }
+
+        match self.mask_detected(text, context) {
+            Some((masked, count)) => MaskedText {
+                text: Cow::Owned(masked),
+                count,
+            },
+            None => MaskedText {
+                text: Cow::Borrowed(text),
+                count: 0,
+            },
+        }
+    }
+
+    fn mask_node(&self, value: &mut Value, states: &[PathState], context: &Context) -> usize {
+        if let Some(style) = self.completed_style(states) {
+            return mask_whole(value, style, context);
+        }
+
+        match value {
+            // NOTE: member names are never scanned by detectors, so an object
+            // keyed by email address or card number leaks its keys.
+            Value::Object(members) => members
+                .iter_mut()
+                .map(|(name, child)| {
+                    let next = self.advance(states, ChildKey::Name(name));
+                    self.mask_node(child, &next, context)
+                })
+                .sum(),
+            Value::Array(items) => items
+                .iter_mut()
+                .enumerate()
+                .map(|(index, child)| {
+                    let next = self.advance(states, ChildKey::Index(index));
+                    self.mask_node(child, &next, context)
+                })
+                .sum(),
+            Value::String(text) => match self.mask_detected(text, context) {
+                Some((masked, _)) => {
+                    *text = masked;
+                    1
+                }
+                None => 0,
+            },
+            Value::Number(number) => match self.mask_detected(&number.to_string(), context) {
+                Some((masked, _)) => {
+                    *value = Value::String(masked);
+                    1
+                }
+                None => 0,
+            },
+            Value::Bool(_) | Value::Null => 0,
+        }
+    }
+
+    /// Returns the style of the first field rule whose whole path matched.
+    fn completed_style(&self, states: &[PathState]) -> Option<MaskStyle> {
+        states
+            .iter()
+            .filter(|state| state.segment == self.rules.fields[state.rule].path.segments().len())
+            .map(|state| state.rule)
+            .min()
+            .map(|rule| self.rules.fields[rule].style)
+    }
+
+    /// Computes the path states of the child under `key`. A descendant
+    /// segment stays active below the child as well, so it can match at any
+    /// depth.
+    fn advance(&self, states: &[PathState], key: ChildKey<'_>) -> Vec<PathState> {
+        let mut next = Vec::new();
+        for state in states {
+            let Some(segment) = self.rules.fields[state.rule]
+                .path
+                .segments()
+                .get(state.segment)
+            else {
+                continue;
+            };
+            if segment.selector.selects(key) {
+                next.push(PathState {
+                    rule: state.rule,
+                    segment: state.segment + 1,
+                });
+            }
+            if segment.descendant {
+                next.push(*state);
+            }
+        }
+
+        if next.len() > 1 {
+            next.sort_unstable();
+            next.dedup();
+        }
+        next
+    }
+
+    /// Rewrites every detector match in `text`, or returns `None` when
+    /// nothing matched.
+    fn mask_detected(&self, text: &str, context: &Context) -> Option<(String, usize)> {
+        let matches = self.find_matches(text);
+        if matches.is_empty() {
+            return None;
+        }
+
+        let mut masked = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (span, rule) in &matches {
+            let rule = &self.rules.detectors[*rule];
+            masked.push_str(&text[copied..span.start]);
+            masked.push_str(&style::apply(
+                rule.style,
+                &text[span.clone()],
+                Some(&rule.detector),
+                context.pseudonym_key,
+            ));
+            copied = span.end;
+        }
+        masked.push_str(&text[copied..]);
+
+        Some((masked, matches.len()))
+    }
+
+    /// Finds the matches of every detector, sorted and without overlaps.
+    fn find_matches(&self, text: &str) -> Vec<(Range<usize>, usize)> {
+        let mut matches: Vec<(Range<usize>, usize)> = Vec::new();
+        for (rule, detector_rule) in self.rules.detectors.iter().enumerate() {
+            for span in detector_rule.detector.find(text) {
+                matches.push((span, rule));
+            }
+        }
+
+        matches.sort_by(|(a, rule_a), (b, rule_b)| {
+            a.start
+                .cmp(&b.start)
+                .then(b.len().cmp(&a.len()))
+                .then(rule_a.cmp(rule_b))
+        });
+
+        let mut kept: Vec<(Range<usize>, usize)> = Vec::with_capacity(matches.len());
+        for (span, rule) in matches {
+            let overlaps = kept.last().is_some_and(|(last, _)| span.start < last.end);
+            if !overlaps {
+                kept.push((span, rule));
+            }
+        }
+        kept
+    }
+}
+
+/// Masks a value selected by a field rule: scalars whole, containers leaf
+/// by leaf.
+fn mask_whole(value: &mut Value, style: MaskStyle, context: &Context) -> usize {
+    let text = match value {
+        Value::Object(members) => {
+            return members
+                .values_mut()
+                .map(|child| mask_whole(child, style, context))
+                .sum();
+        }
+        Value::Array(items) => {
+            return items
+                .iter_mut()
+                .map(|child| mask_whole(child, style, context))
+                .sum();
+        }
+        Value::Null => return 0,
+        Value::String(text) => std::mem::take(text),
+        Value::Number(number) => number.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+    };
+
+    *value = Value::String(style::apply(style, &text, None, context.pseudonym_key));
+    1
+}
+
+#[cfg(test)]
+mod tests;
