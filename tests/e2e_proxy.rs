@@ -510,3 +510,25 @@ async fn card_numbers_in_urls_are_refused_before_any_log() {
         assert!(!logs.contains(number), "{number} reached the logs");
     }
 }
+
+#[tokio::test]
+async fn card_check_in_urls_can_be_turned_off() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let yaml = config_for(&upstream, &[&provider]).yaml().replacen(
+        "server:\n",
+        "server:\n  reject_pan_in_url: false\n",
+        1,
+    );
+    assert!(yaml.contains("reject_pan_in_url: false"), "{yaml}");
+    let gateway = Gateway::start(&yaml).await;
+    let token = provider.token("reader", "read:users").await;
+
+    let response = gateway
+        .get("/users?order=4111111111111111")
+        .bearer(&token)
+        .send()
+        .await;
+
+    assert_eq!(response.status(), 200);
+}

@@ -32,6 +32,7 @@ pub struct Normalizer {
     trusted: forwarded::TrustedProxies,
     gateway_headers: headers::GatewayHeaders,
     ipv6_prefix: u8,
+    reject_pan_in_url: bool,
 }
 
 impl Normalizer {
@@ -48,6 +49,7 @@ impl Normalizer {
             trusted: config.server.trusted_proxies.clone(),
             gateway_headers,
             ipv6_prefix: config.server.ipv6_prefix,
+            reject_pan_in_url: config.server.reject_pan_in_url,
         })
     }
 
@@ -64,7 +66,9 @@ impl Normalizer {
         })?;
         check_host(parts)?;
         let path = self.canonical_path(parts)?;
-        reject_card_numbers(parts, &path)?;
+        if self.reject_pan_in_url {
+            reject_card_numbers(parts, &path)?;
+        }
 
         let xff = parts.headers.get_all("x-forwarded-for");
         let client_ip = forwarded::client_ip(connection.peer.ip(), xff.iter(), &self.trusted);

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub ipv6_prefix: u8,
     /// Write one access log line per request. Default true.
     pub access_log: bool,
+    /// Refuse requests with a payment card number in the path or query
+    /// (400 `pan_in_url`). Default true.
+    pub reject_pan_in_url: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +93,7 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
         path: PathOptions::default(),
         ipv6_prefix: 64,
         access_log: true,
+        reject_pan_in_url: true,
     };
     let Some(server) = top.map("server") else {
         return if top.get("server").is_some() {
@@ -165,6 +169,7 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
         .integer("ipv6_prefix", 1, 128)
         .map_or(64, |v| v as u8);
     config.access_log = server.bool("access_log").unwrap_or(true);
+    config.reject_pan_in_url = server.bool("reject_pan_in_url").unwrap_or(true);
     server.finish();
     ok.then_some(config)
 }
