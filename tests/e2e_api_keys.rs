@@ -59,10 +59,7 @@ routes:
             dir = dir.path().display(),
         );
         let config = dir.path().join("portcullis.yaml");
-        let for_cli = yaml
-            .replace(LISTEN_ADDRESS, "127.0.0.1:9")
-            .replace(ADMIN_ADDRESS, "127.0.0.1:10");
-        std::fs::write(&config, for_cli).expect("writing the config");
+        common::write_command_config(&config, &yaml);
         Setup { dir, config, yaml }
     }
 
@@ -392,10 +389,7 @@ routes:
         dir = dir.path().display(),
     );
     let config = dir.path().join("cli.yaml");
-    let for_cli = yaml
-        .replace(LISTEN_ADDRESS, "127.0.0.1:9")
-        .replace(ADMIN_ADDRESS, "127.0.0.1:10");
-    std::fs::write(&config, for_cli).expect("writing the config");
+    common::write_command_config(&config, &yaml);
     let first = Gateway::start(&yaml).await;
     let second = Gateway::start(&yaml).await;
 

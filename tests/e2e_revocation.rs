@@ -37,10 +37,7 @@ fn revoke(config_yaml: &str, args: &[&str]) {
 fn run_revoke(config_yaml: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("cli.yaml");
-    let yaml = config_yaml
-        .replace(common::LISTEN_ADDRESS, "127.0.0.1:9")
-        .replace(common::ADMIN_ADDRESS, "127.0.0.1:10");
-    std::fs::write(&path, yaml).expect("writing the config");
+    common::write_command_config(&path, config_yaml);
     std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["token", "revoke", "-c"])
         .arg(&path)

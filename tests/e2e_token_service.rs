@@ -104,10 +104,7 @@ routes:
             options = options.replace("{dir}", &dir.path().display().to_string()),
         );
         let config = dir.path().join("portcullis.yaml");
-        let for_cli = yaml
-            .replace(LISTEN_ADDRESS, "127.0.0.1:9")
-            .replace(ADMIN_ADDRESS, "127.0.0.1:10");
-        std::fs::write(&config, for_cli).expect("writing the config");
+        common::write_command_config(&config, &yaml);
         Setup {
             dir,
             config,

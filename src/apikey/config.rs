@@ -26,7 +26,7 @@ pub struct ApiKeysConfig {
     pub failed_attempts: Quota,
 }
 
-/// Where the key records live.
+/// The store of the key records.
 #[derive(Debug)]
 pub enum KeyStore {
     /// A JSON file, written by `portcullis key`, reread when it changes.

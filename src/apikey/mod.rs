@@ -14,7 +14,6 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -29,18 +28,14 @@ use crate::apikey::store::KeyRecord;
 use crate::authn::jwt::Claims;
 use crate::authn::Identity;
 use crate::feed::{Feed, Follower};
+use crate::ratelimit::attempts::Attempts;
 use crate::ratelimit::clock::SystemClock;
-use crate::ratelimit::gcra::Quota;
-use crate::ratelimit::memory::MemoryStore;
 
 /// The issuer name of identities that came from an API key.
 pub const ISSUER: &str = "urn:portcullis:api-key";
 
 /// How often the key file is checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Client IPs whose failed attempts are tracked.
-const MAX_TRACKED_SOURCES: usize = 100_000;
 
 /// Reason a presented key was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +65,7 @@ impl KeyError {
     }
 }
 
-/// Where the records come from.
+/// The source of the records.
 enum Source {
     File(PathBuf),
     Shared(Feed),
@@ -88,8 +83,7 @@ struct Inner {
     secret: hmac::Key,
     header: Option<http::HeaderName>,
     records: ArcSwap<HashMap<String, KeyRecord>>,
-    failures: MemoryStore<SystemClock>,
-    failed_attempts: Quota,
+    failures: Attempts<SystemClock>,
 }
 
 impl KeyRing {
@@ -117,11 +111,7 @@ impl KeyRing {
                 secret: hmac::Key::new(hmac::HMAC_SHA256, config.secret.expose()),
                 header: config.header.clone(),
                 records: ArcSwap::from_pointee(records),
-                failures: MemoryStore::new(
-                    SystemClock::new(),
-                    NonZeroUsize::new(MAX_TRACKED_SOURCES).unwrap(),
-                ),
-                failed_attempts: config.failed_attempts,
+                failures: Attempts::new(SystemClock::new(), config.failed_attempts),
             }),
         })
     }
@@ -179,20 +169,13 @@ impl KeyRing {
         if !inner.loaded.load(Ordering::Acquire) {
             return Err(KeyError::Unavailable);
         }
-        let source = inner.failures.key_hash(&[&ip_bytes(client_ip)]);
-        let standing = inner.failures.check_cost(source, &inner.failed_attempts, 0);
-        if standing.remaining == 0 {
-            // One more attempt fits once the key is a whole interval
-            // below its full window.
-            let quota = &inner.failed_attempts;
-            let full = quota.burst_window() - quota.emission_interval();
-            let wait = standing.reset_after.saturating_sub(full);
+        if let Some(wait) = inner.failures.blocked(client_ip) {
             return Err(KeyError::TooManyAttempts(wait));
         }
 
         let result = self.check(key, unix_seconds());
         if result.is_err() {
-            inner.failures.check(source, &inner.failed_attempts);
+            inner.failures.fail(client_ip);
         }
         result
     }
@@ -284,13 +267,6 @@ fn index(file: store::KeyFile) -> HashMap<String, KeyRecord> {
         .into_iter()
         .map(|record| (record.id.clone(), record))
         .collect()
-}
-
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
 }
 
 pub fn unix_seconds() -> u64 {

@@ -42,7 +42,7 @@ pub struct Config {
     pub response_headers: ResponseHeadersConfig,
     /// API keys, when configured.
     pub api_keys: Option<crate::apikey::config::ApiKeysConfig>,
-    /// Where the rate-limit counts live (in-process or Redis).
+    /// The store of the rate-limit counts (in-process or Redis).
     pub rate_limit_store: StoreConfig,
     pub rate_limits: HashMap<String, Arc<RateLimitPolicy>>,
     /// Policies applied to every route, before the route's own.

@@ -212,8 +212,7 @@ impl Rejection {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Rejection::ApiKey(crate::apikey::KeyError::TooManyAttempts(wait)) => {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                headers.insert(header::RETRY_AFTER, retry_after(*wait));
             }
             Rejection::Revoked => {
                 let challenge = "Bearer realm=\"portcullis\", error=\"invalid_token\"";
@@ -244,10 +243,9 @@ impl Rejection {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Rejection::RateLimited { retry_after }
-            | Rejection::LimitStoreUnavailable { retry_after } => {
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            Rejection::RateLimited { retry_after: wait }
+            | Rejection::LimitStoreUnavailable { retry_after: wait } => {
+                headers.insert(header::RETRY_AFTER, retry_after(*wait));
             }
             Rejection::ConcurrencyLimited => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -255,6 +253,12 @@ impl Rejection {
             _ => {}
         }
     }
+}
+
+/// Builds a `Retry-After` value: whole seconds, rounded up, at least 1.
+pub fn retry_after(wait: Duration) -> HeaderValue {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
 }
 
 /// Builds the `WWW-Authenticate` challenge of RFC 6750 section 3. A

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::ratelimit::config::CircuitConfig;
 
-/// What a request should do with the store.
+/// The action a request takes with the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
     /// Call the store.

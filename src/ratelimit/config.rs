@@ -42,7 +42,7 @@ pub struct RateLimitPolicy {
     pub shared: bool,
 }
 
-/// What a policy limits.
+/// The kind of limit a policy sets.
 #[derive(Debug)]
 pub enum Limit {
     /// A sustained rate with a burst (GCRA).
@@ -57,7 +57,7 @@ pub enum Limit {
     },
 }
 
-/// Where the counts of the policies live.
+/// The store that keeps the policies' counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// In this process only (the default).
@@ -115,7 +115,7 @@ pub struct CircuitConfig {
     pub max_open_for: Duration,
 }
 
-/// What a route does with its shared limits while the store is unavailable.
+/// A route's choice for its shared limits while the store is unavailable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreFailure {
     /// Limit in-process, each limit divided by the instance count.

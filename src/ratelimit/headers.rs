@@ -67,7 +67,7 @@ pub struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    /// A rate, advertised as its sustained rate (see [`apply`]).
+    /// Builds the item of a rate, advertised as its sustained rate (see [`apply`]).
     pub fn rate(policy: &'a str, quota: &Quota, decision: &'a Decision) -> Self {
         let (quota, window) = advertised_rate(quota);
         Item {

@@ -5,6 +5,7 @@
 //! Runs after authentication, so keys can use verified identity, and before
 //! authorization.
 
+pub mod attempts;
 pub mod circuit;
 pub mod clock;
 pub mod concurrency;
@@ -46,7 +47,7 @@ pub struct Outcome {
     /// The decision of each rate and quota policy, for the response's
     /// `RateLimit` fields.
     pub reports: Vec<Report>,
-    /// Concurrency slots the request holds until its response ends.
+    /// Concurrency slots the request keeps until its response ends.
     pub leases: Vec<Lease>,
     pub verdict: Verdict,
 }
@@ -220,7 +221,7 @@ impl Limiter {
         }
     }
 
-    /// Decides the shared policies without the store, as the route says.
+    /// Decides the shared policies without the store, as the route's `on_store_failure` sets.
     fn fall_back(
         &self,
         policies: &[&Arc<RateLimitPolicy>],
@@ -308,7 +309,7 @@ impl Outcome {
         }
     }
 
-    /// The `RateLimit` items of the response, one per rate or quota.
+    /// Returns the `RateLimit` items of the response, one per rate or quota.
     pub fn header_items(&self) -> Vec<headers::Item<'_>> {
         self.reports
             .iter()
@@ -333,7 +334,7 @@ impl Outcome {
     }
 }
 
-/// The part of a limit one instance enforces alone.
+/// Returns the part of a limit one instance enforces alone.
 fn divided(quota: &Quota, share: u32) -> Quota {
     if share <= 1 {
         return *quota;
@@ -444,10 +445,7 @@ fn key_parts(policy: &RateLimitPolicy, inputs: &KeyInputs, marker: Option<&[u8]>
             );
         }
         let value: Vec<u8> = match part {
-            KeyPart::Ip => match inputs.client_ip {
-                IpAddr::V4(v4) => v4.octets().to_vec(),
-                IpAddr::V6(v6) => v6.octets().to_vec(),
-            },
+            KeyPart::Ip => ip_octets(inputs.client_ip),
             KeyPart::Subject => present(inputs.identity.and_then(|i| i.subject.as_deref())),
             KeyPart::Client => present(inputs.identity.and_then(|i| i.client_id.as_deref())),
             KeyPart::Route => inputs.route_id.as_bytes().to_vec(),
@@ -462,6 +460,14 @@ fn key_parts(policy: &RateLimitPolicy, inputs: &KeyInputs, marker: Option<&[u8]>
     KeyParts(parts)
 }
 
+/// Returns the bytes of an IP address, as limit keys count it.
+pub fn ip_octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
 fn present(value: Option<&str>) -> Vec<u8> {
     match value {
         Some(text) if !text.is_empty() => text.as_bytes().to_vec(),
@@ -469,7 +475,7 @@ fn present(value: Option<&str>) -> Vec<u8> {
     }
 }
 
-/// The shared key of a policy for a request: SHA-256 over the
+/// Returns the shared key of a policy for a request: SHA-256 over the
 /// length-prefixed parts, first 128 bits in hex. Identities, client IPs
 /// and tokens never reach the store in the clear.
 fn shared_digest(policy: &RateLimitPolicy, inputs: &KeyInputs) -> String {

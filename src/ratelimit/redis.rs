@@ -156,8 +156,8 @@ impl RedisStore {
         &self.inner.config.key_prefix
     }
 
-    /// Makes every decision of one request. Either all calls are answered
-    /// or none is: on a failure, leases taken by the calls that did succeed
+    /// Makes every decision of one request. Either every call gets a reply
+    /// or none does: on a failure, leases taken by the calls that did succeed
     /// are given back.
     pub async fn run(&self, calls: Vec<Call>) -> Result<Vec<Reply>, Unavailable> {
         let inner = &self.inner;
@@ -193,8 +193,8 @@ impl RedisStore {
         Ok(replies)
     }
 
-    /// Sends every call on one connection of the pool. Either all are
-    /// answered or the kind of the first failure is returned; leases taken
+    /// Sends every call on one connection of the pool. Either every call
+    /// gets a reply or the kind of the first failure is returned; leases taken
     /// by calls that succeeded are then dropped, which gives them back.
     async fn attempt(
         &self,
@@ -532,7 +532,7 @@ async fn open_pool(config: &RedisConfig) -> RedisResult<Vec<Conn>> {
     }
 }
 
-/// A client for one server of the store (TLS and credentials applied),
+/// Builds a client for one server of the store (TLS and credentials applied),
 /// for uses beside the rate limits, such as the revocation channel.
 pub fn client(config: &RedisConfig) -> RedisResult<redis::Client> {
     let url = config.endpoints.urls().first().ok_or_else(|| {

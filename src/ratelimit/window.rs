@@ -81,7 +81,7 @@ impl WindowQuota {
         Span { start, end }
     }
 
-    /// The decision for a window in which `used` requests were admitted,
+    /// Returns the decision for a window in which `used` requests were admitted,
     /// after this request (`allowed`) or without it.
     pub fn decision(&self, allowed: bool, used: u64, span: Span, now: Timestamp) -> Decision {
         let until_end = Duration::from_secs(span.end.saturating_sub(now.as_second()).max(1) as u64);

@@ -28,7 +28,7 @@ pub struct RouteConfig {
     pub authentication: AuthMode,
     pub require: Requirements,
     pub rate_limits: Vec<Arc<RateLimitPolicy>>,
-    /// What the shared limits of this route do while the store is down.
+    /// The fallback of the shared limits of this route while the store is down.
     pub on_store_failure: StoreFailure,
     /// Responses get `Cache-Control: no-store`.
     pub sensitive: bool,

@@ -119,8 +119,8 @@ impl OAuthError {
                 );
             }
             OAuthError::TooManyAttempts(wait) => {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                let value = crate::pipeline::reject::retry_after(wait);
+                headers.insert(header::RETRY_AFTER, value);
             }
             _ => {}
         }

@@ -11,7 +11,6 @@
 //! hands them to the authenticator, and a watcher hands over every change
 //! of the keys directory within a second.
 
-pub mod attempts;
 pub mod claims;
 pub mod cli;
 pub mod config;
@@ -39,7 +38,7 @@ use crate::authn::jwks::IssuerKeys;
 use crate::authn::Identity;
 use crate::pipeline::body::Body;
 use crate::pipeline::reject::Rejection;
-use crate::token_service::attempts::Attempts;
+use crate::ratelimit::attempts::Attempts;
 use crate::token_service::config::TokenServiceConfig;
 use crate::token_service::keys::KeySnapshot;
 

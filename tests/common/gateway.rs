@@ -329,3 +329,13 @@ fn parse_sample(line: &str) -> Option<Sample<'_>> {
         value,
     })
 }
+
+/// Writes `config_yaml` to `path` for the `portcullis` commands (`key`,
+/// `token`, `check`), which read the file but never listen: the listener
+/// placeholders get fixed addresses nothing is bound to.
+pub fn write_command_config(path: &std::path::Path, config_yaml: &str) {
+    let yaml = config_yaml
+        .replace(LISTEN_ADDRESS, "127.0.0.1:9")
+        .replace(ADMIN_ADDRESS, "127.0.0.1:10");
+    std::fs::write(path, yaml).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}

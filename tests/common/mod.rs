@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 pub use client::{send_raw, RequestBuilder, Response};
 pub use config::{config_for, ConfigBuilder};
 pub use credentials::{assert_no_credentials_in, record_credential, recorded_credentials};
-pub use gateway::{Gateway, Metrics, ADMIN_ADDRESS, LISTEN_ADDRESS};
+pub use gateway::{write_command_config, Gateway, Metrics, ADMIN_ADDRESS, LISTEN_ADDRESS};
 pub use logs::{e2e_logs_root, suite_log_dir, test_log_dir};
 pub use ports::UnusedPort;
 pub use provider::{KeyFile, KeyFiles, Provider, ProviderOptions, TokenForge};

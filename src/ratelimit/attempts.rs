@@ -1,7 +1,6 @@
-//! Failed client authentications per client IP, limited like failed API
-//! key attempts: a GCRA quota in an in-process store, consumed only by
-//! failures, so a client that keeps failing is refused before its secret is
-//! even checked.
+//! Failed authentications per client IP (API keys, client secrets): a GCRA
+//! quota in an in-process store, consumed only by failures, so a client
+//! that keeps failing is rejected before its credential is even checked.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -49,11 +48,8 @@ impl<C: Clock> Attempts<C> {
     }
 
     fn source(&self, client_ip: IpAddr) -> u64 {
-        let bytes = match client_ip {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
-        self.failures.key_hash(&[&bytes])
+        self.failures
+            .key_hash(&[&crate::ratelimit::ip_octets(client_ip)])
     }
 }
 
