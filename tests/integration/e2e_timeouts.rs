@@ -2,7 +2,7 @@
 //! connection is closed, and a client that never finishes its request
 //! headers (slowloris) is cut off after the header timeout.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! revoked token within a second, even one it verified and cached before,
 //! and an instance started later must know earlier revocations.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! Every rejection is checked for its status, its reason code, its
 //! `WWW-Authenticate` challenge, and for leaving the upstream untouched.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! guessed key must fail: expired, revoked, of another tenant, in the query
 //! string, under a different server secret, guessed at speed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! authentication with 401 `insufficient_user_authentication` and the
 //! `acr_values` and `max_age` to request, and never forwards it.
 
-mod common;
+use crate::common;
 
 use serde_json::json;
 

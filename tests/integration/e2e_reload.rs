@@ -2,7 +2,7 @@
 //! change without a restart and without failing requests; an invalid one is
 //! rejected with its problems logged while the last good one keeps serving.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use portcullis::authn::{
     jwt::{decode_base64url, parse_jws},
 };
 
-const VECTORS: &str = include_str!("data/wycheproof/json_web_signature_test.json");
+const VECTORS: &str = include_str!("../data/wycheproof/json_web_signature_test.json");
 
 /// Larger than every vector, so the size limit never decides a case.
 const MAX_TOKEN_BYTES: usize = 64 * 1024;

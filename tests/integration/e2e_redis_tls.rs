@@ -6,7 +6,7 @@
 //! Every test is skipped, with a message, when `openssl` or `redis-server`
 //! is not installed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -6,7 +6,7 @@
 //! Tests that never stop or pause Redis use the server named by
 //! `PORTCULLIS_TEST_REDIS` when it is set, each with its own key prefix.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! Loading bundles: files and directories, versions, and every problem
 //! reported at its file:line:column.
 
-#[path = "policy_support/mod.rs"]
-mod common;
+use crate::policy_support as common;
 
 use common::{load_ok, problems_of, write_bundle};
 use portcullis::authz::policy::PolicySet;

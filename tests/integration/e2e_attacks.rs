@@ -1,5 +1,5 @@
 //! End-to-end token attacks: the forged-token catalogue of
-//! `tests/common/attacks.rs`, an oversized token and a token in the query
+//! `tests/integration/common/attacks.rs`, an oversized token and a token in the query
 //! string, sent over the socket to the gateway binary in front of the real
 //! upstream, with keys that a real provider process publishes.
 //!
@@ -7,7 +7,7 @@
 //! request count at zero. A control token from the same key and claims gets
 //! 200, so each suite proves that it can fail.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

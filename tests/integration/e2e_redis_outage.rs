@@ -4,7 +4,7 @@
 //! waits much longer than the store timeout, and limiting returns to Redis
 //! when the server is back.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

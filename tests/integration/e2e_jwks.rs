@@ -2,7 +2,7 @@
 //! an unknown `kid` however many requests wait, at most one per cooldown,
 //! and keys that stop being used once they are stale beyond the bound.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

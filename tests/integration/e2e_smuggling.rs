@@ -12,7 +12,7 @@
 //! to heads it cannot parse, and the gateway's normalize stage returns a
 //! problem body for heads that parse but are ambiguous or unsafe.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

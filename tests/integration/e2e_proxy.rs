@@ -2,7 +2,7 @@
 //! body limits, HTTP/2 and graceful shutdown, with the gateway binary in
 //! front of the real test upstream.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

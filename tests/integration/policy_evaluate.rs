@@ -1,8 +1,7 @@
 //! Evaluating rules into decisions: allow only on `true` or
 //! `{"allow": true}`, deny on everything else, never panic.
 
-#[path = "policy_support/mod.rs"]
-mod common;
+use crate::policy_support as common;
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -5,7 +5,7 @@
 //! signing-key rotation with `portcullis token rotate-keys` while tokens
 //! are in flight.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,7 @@
 //! metric. Tenants whose issuers have no introspection send tokens nowhere,
 //! and the client secret stays out of logs.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 //!
 //! Every test is skipped, with a message, when `openssl` is not installed.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

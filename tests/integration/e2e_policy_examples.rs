@@ -16,7 +16,7 @@
 //! what each case checks is whether the request reached the upstream, by
 //! its recorded requests, and which decision the gateway logged.
 
-mod common;
+use crate::common;
 
 use common::tenants::{tenant_host, tenants_config, TenantSource, TenantSpec};
 use common::{unix_now, Gateway, Provider, ProviderOptions, Response, TokenForge, Upstream};
@@ -701,7 +701,7 @@ async fn decision_cache_separate_per_tenant() {
     // both tenants' role claims, same path. Only the tenant, its issuer and
     // host differ. u-bob belongs to acme, so only acme's may be allowed.
     // Because the tenant and host are part of the input too, the tenant
-    // member of the cache key alone is checked in tests/decision_cache.rs.
+    // member of the cache key alone is checked in tests/integration/decision_cache.rs.
     let admin = |tenant: &str| {
         stack
             .user(tenant, "admin-1", READ_AND_WRITE, &["admin"])

@@ -2,7 +2,7 @@
 //! quotas work across slots, and every key carries a hash tag, so each
 //! limit's script touches one slot.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -9,7 +9,7 @@
 //! skipped with a message, unless `PORTCULLIS_REQUIRE_OPA=1`, which the test
 //! command sets so that CI fails instead.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -2,8 +2,7 @@
 //! `validate`) for every asymmetric key type, and checks that the control token
 //! from the same context passes, so each rejection is caused by the attack.
 
-#[path = "common/attacks.rs"]
-mod attacks;
+use crate::common::attacks;
 
 use std::collections::HashSet;
 
@@ -14,7 +13,7 @@ use portcullis::authn::{
     jwt_sign::SigningKey,
 };
 
-const RSA_PEM: &str = include_str!("data/keys/rsa2048-pkcs8.pem");
+const RSA_PEM: &str = include_str!("../data/keys/rsa2048-pkcs8.pem");
 const NOW: i64 = 1_750_000_000;
 
 fn contexts() -> Vec<ForgeContext> {

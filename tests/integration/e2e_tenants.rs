@@ -6,7 +6,7 @@
 //! every such request gets 403 `tenant_mismatch` (or 401 when the token
 //! cannot be verified at all), and the upstream never receives it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

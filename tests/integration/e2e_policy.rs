@@ -3,7 +3,7 @@
 //! `policy_error`, decisions are cached and logged, and a policy that fails
 //! to compile at reload leaves the last good bundle serving.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
