@@ -12,6 +12,7 @@ pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod feed;
+pub mod logging;
 pub mod mask;
 pub mod normalize;
 pub mod pipeline;

@@ -111,6 +111,7 @@ impl Reloader {
             }
         };
         crate::run::start_issuer_keys(&gateway).await;
+        crate::logging::configure(&gateway.config.logging);
         self.shared.gateway.store(Arc::new(gateway));
 
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;

@@ -56,7 +56,7 @@ pub fn check(path: &Path) -> ExitCode {
 }
 
 pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>) -> ExitCode {
-    init_logging(log);
+    crate::logging::init(log);
     let config = match load_config(path.as_deref()) {
         Ok(config) => Arc::new(config),
         Err(errors) => {
@@ -72,6 +72,7 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
             return ExitCode::FAILURE;
         }
     };
+    crate::logging::configure(&config.logging);
     // One worker thread runs on the lighter single-threaded scheduler: no
     // work stealing and no cross-thread wake-ups.
     let mut runtime = match threads {
@@ -99,25 +100,6 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(filter: Option<String>) {
-    let filter = filter
-        .or_else(|| std::env::var("PORTCULLIS_LOG").ok())
-        .unwrap_or_else(|| "info".to_string());
-    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
-        Ok(filter) => filter,
-        Err(error) => {
-            eprintln!("warning: invalid log filter {filter:?} ({error}); logging at info");
-            tracing_subscriber::EnvFilter::new("info")
-        }
-    };
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_target(true)
-        .init();
 }
 
 /// How long start waits for a shared rate-limit store before serving with

@@ -40,6 +40,8 @@ pub struct Config {
     pub authentication: AuthnConfig,
     pub identity_headers: IdentityHeaders,
     pub response_headers: ResponseHeadersConfig,
+    /// What is scrubbed from log lines.
+    pub logging: crate::logging::LoggingConfig,
     /// API keys, when configured.
     pub api_keys: Option<crate::apikey::config::ApiKeysConfig>,
     /// The store of the rate-limit counts (in-process or Redis).
@@ -134,6 +136,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     let mut authentication = crate::authn::config::read(top, base_dir);
     let identity_headers = crate::upstream_headers::read(top);
     let response_headers = crate::protect::config::read(top);
+    let logging = crate::logging::config::read(top);
     let rate_limit_store = crate::ratelimit::config::read_store(top, base_dir);
     let api_keys = crate::apikey::config::read(top, base_dir, rate_limit_store.as_ref());
     let rate_limits = crate::ratelimit::config::read_policies(top, rate_limit_store.as_ref());
@@ -184,6 +187,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         authentication: authentication?,
         identity_headers: identity_headers?,
         response_headers: response_headers?,
+        logging: logging?,
         rate_limit_store: rate_limit_store?,
         api_keys: api_keys?,
         rate_limits: rate_limits?,

@@ -17,6 +17,7 @@ mod decision_cache;
 mod e2e_api_keys;
 mod e2e_attacks;
 mod e2e_auth;
+mod e2e_clean_logs;
 mod e2e_introspection;
 mod e2e_jwks;
 mod e2e_opa_server;
