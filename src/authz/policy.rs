@@ -60,6 +60,7 @@ mod checks;
 mod input;
 mod isolation;
 mod load;
+pub mod reads;
 mod testing;
 
 use std::collections::BTreeSet;
@@ -222,6 +223,8 @@ pub struct PolicySet {
     rules: BTreeSet<String>,
     tests: Vec<checks::TestRule>,
     workers: Option<Workers>,
+    /// The input paths the rules read, for the decision cache key.
+    input_reads: reads::InputReads,
 }
 
 impl PolicySet {
@@ -231,7 +234,12 @@ impl PolicySet {
     /// `file:line:column` where one applies.
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, Vec<PolicyProblem>> {
         let bundle = load::load_bundle(paths)?;
+        let input_reads = match bundle.engine.get_ast_as_json() {
+            Ok(ast) => reads::input_reads(&ast),
+            Err(_) => reads::InputReads::Whole,
+        };
         Ok(PolicySet {
+            input_reads,
             engine: bundle.engine,
             version: bundle.version,
             rules: bundle.rules,
@@ -246,6 +254,15 @@ impl PolicySet {
     pub fn isolate(mut self, workers: NonZeroUsize, queue: usize) -> std::io::Result<Self> {
         self.workers = Some(Workers::start(workers, queue)?);
         Ok(self)
+    }
+
+    /// Returns the input paths the bundle's rules read, or `None` when
+    /// they may read the whole input (see [`reads`]).
+    pub fn input_paths(&self) -> Option<&[String]> {
+        match &self.input_reads {
+            reads::InputReads::Whole => None,
+            reads::InputReads::Paths(paths) => Some(paths),
+        }
     }
 
     /// Returns the bundle version: the first 16 hex digits of a SHA-256 over the

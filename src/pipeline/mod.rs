@@ -428,12 +428,19 @@ impl Gateway {
         let input = crate::authz::policy::build_input(&facts);
 
         let version = policies.version.as_str();
+        // Only the parts the bundle's rules read go into the key, so a
+        // header no rule reads does not defeat the cache.
+        let read_paths: Option<Vec<&str>> = policies
+            .set
+            .as_ref()
+            .and_then(|set| set.input_paths())
+            .map(|paths| paths.iter().map(String::as_str).collect());
         let key = crate::authz::decision_cache::DecisionKey::new(
             version,
             rule,
             facts.tenant,
             &input,
-            None,
+            read_paths.as_deref(),
         );
         let now = Instant::now();
         let (decision, cached) = match self.decisions.get(&key, now) {

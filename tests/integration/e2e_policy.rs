@@ -177,6 +177,56 @@ async fn broken_policy_reload_keeps_last_good() {
 }
 
 #[tokio::test]
+async fn cache_key_ignores_input_no_rule_reads() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let gateway = Gateway::start(&policy_config(&upstream, &provider, dir.path())).await;
+    let token = |subject: &str| provider.forge().subject(subject).scope("read:users").sign();
+
+    // (description, subject and path id, trace header, expected `cached`)
+    let cases = [
+        ("first request", "3", "t-1", false),
+        (
+            "another trace header, which no rule reads",
+            "3",
+            "t-2",
+            true,
+        ),
+        (
+            "a new token with the same claims the rules read",
+            "3",
+            "t-3",
+            true,
+        ),
+        (
+            "another subject and path id, which the rule reads",
+            "2",
+            "t-4",
+            false,
+        ),
+    ];
+    for (_, subject, trace, _) in &cases {
+        let response = gateway
+            .get(&format!("/users/{subject}"))
+            .bearer(&token(subject))
+            .header("x-trace", trace)
+            .send()
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+
+    let cached: Vec<bool> = gateway
+        .logs()
+        .lines()
+        .filter(|l| l.contains("policy decision"))
+        .map(|l| l.contains("\"cached\":true"))
+        .collect();
+    let expected: Vec<bool> = cases.iter().map(|case| case.3).collect();
+    assert_eq!(cached, expected, "cached flags of {:?}", cases.map(|c| c.0));
+}
+
+#[tokio::test]
 async fn decision_log_masks_input() {
     let upstream = Upstream::start();
     let provider = Provider::start(ProviderOptions::default());
