@@ -1,7 +1,7 @@
 //! The parts of the input a bundle's rules read, found in the parsed
-//! modules, so the decision cache can key on those parts alone: a request
-//! that differs only in a header no rule reads (a trace id, a user agent)
-//! reuses the decision instead of missing the cache every time.
+//! modules. The decision cache keys on those parts alone, so a request that
+//! differs only in a header no rule reads (a trace id, a user agent) reuses
+//! the decision.
 //!
 //! The analysis is conservative. It takes the union over every module of
 //! the bundle except tests, so a rule that calls another rule is covered.
@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-/// What a bundle's rules read from the input.
+/// Input parts a bundle's rules read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputReads {
     /// The whole input, or an analysis that could not tell.
@@ -92,9 +92,9 @@ impl Reads {
         }
     }
 
-    /// Follows a chain of `.name` and `[index]` down to its base; records a
-    /// path when the base is `input`, and walks the indexes, which may read
-    /// the input themselves.
+    /// Follows a chain of `.name` and `[index]` down to its base and
+    /// records a path when the base is `input`. Indexes may read the input
+    /// themselves, so they are walked too.
     fn reference(&mut self, node: &Value) {
         let mut segments = Vec::new();
         let mut current = node;
@@ -142,17 +142,17 @@ fn literal_name(index: &Value) -> Option<String> {
 /// Drops every path that lies under another one (`headers.accept` when
 /// `headers` is read whole).
 fn without_nested(paths: BTreeSet<String>) -> Vec<String> {
-    let mut kept: Vec<String> = Vec::new();
+    let mut outermost: Vec<String> = Vec::new();
     for path in paths {
-        let covered = kept.iter().any(|parent| {
+        let covered = outermost.iter().any(|parent| {
             path.strip_prefix(parent.as_str())
                 .is_some_and(|rest| rest.starts_with('.'))
         });
         if !covered {
-            kept.push(path);
+            outermost.push(path);
         }
     }
-    kept
+    outermost
 }
 
 #[cfg(test)]
