@@ -12,8 +12,8 @@
 //! - `warm/<rule>`: the same evaluation repeated on one loaded set.
 //! - `input/build_input`: building the input document of one request.
 //! - `decision_cache/hit`: what the pipeline does per request when the
-//!   decision is cached, that is hashing the input into a key and looking
-//!   it up.
+//!   decision is cached, that is hashing the input parts the bundle's rules
+//!   read into a key and looking it up.
 //!
 //! Run: `cargo bench --bench policy -- --warm-up-time 1 --measurement-time 3`.
 
@@ -280,16 +280,28 @@ fn input_and_cache(c: &mut Criterion) {
 
     let cache = DecisionCache::new(Duration::from_secs(3600), 10_000);
     let decision = set.evaluate(scenario.rule, &input, BUDGET);
-    let key = DecisionKey::new(set.version(), scenario.rule, Some(TENANT), &input, None);
+    let read_paths = |set: &PolicySet| -> Option<Vec<&str>> {
+        set.input_paths()
+            .map(|paths| paths.iter().map(String::as_str).collect())
+    };
+    let paths = read_paths(&set);
+    let key = DecisionKey::new(
+        set.version(),
+        scenario.rule,
+        Some(TENANT),
+        &input,
+        paths.as_deref(),
+    );
     cache.insert(key, &decision, Instant::now());
     c.bench_function("decision_cache/hit", |b| {
         b.iter(|| {
+            let paths = read_paths(&set);
             let key = DecisionKey::new(
                 set.version(),
                 scenario.rule,
                 Some(TENANT),
                 black_box(&input),
-                None,
+                paths.as_deref(),
             );
             let cached = cache.get(&key, Instant::now());
             assert!(cached.is_some(), "the decision is no longer cached");
