@@ -184,8 +184,8 @@ async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
 }
 
 /// Opens the audit log when the configuration has one. A log that cannot
-/// be opened stops the start, whatever `on_failure` says: it is a setup
-/// fault to fix, not a passing one.
+/// be opened stops the start whatever the `on_failure` setting, because it
+/// is a setup fault to fix, not a passing one.
 fn open_audit(
     config: &Config,
     durable: &Durable,

@@ -211,7 +211,6 @@ fn read_durability(map: &MapReader) -> Option<Option<Durability>> {
 }
 
 /// Reads `rotate: { max_bytes, every }`, both optional.
-#[allow(clippy::type_complexity)]
 fn read_rotate(map: &MapReader) -> Option<(Option<u64>, Option<Duration>)> {
     let Some(rotate) = map.map("rotate") else {
         return map.get("rotate").is_none().then_some((None, None));

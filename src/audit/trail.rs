@@ -33,7 +33,7 @@ pub struct Trail {
     last_warning: Mutex<Option<Instant>>,
 }
 
-/// The facts of one request decision, as the pipeline knows them.
+/// Facts of one request decision, as the pipeline collected them.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     pub request_id: &'a str,
@@ -51,8 +51,8 @@ pub struct Entry<'a> {
     pub policy: Option<&'a str>,
 }
 
-/// The request's record could not be written and `on_failure` is `deny`,
-/// so the request must be answered with 503 `audit_unavailable`.
+/// Failure to write a request's record under `on_failure: deny`. The
+/// request gets 503 `audit_unavailable` in place of its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 

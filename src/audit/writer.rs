@@ -324,7 +324,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Returns whether the current file holds records and is older than
+    /// Returns whether the current file contains records and is older than
     /// `rotate_every`.
     fn file_age_due(&self) -> bool {
         let Some(every) = self.config.rotate_every else {

@@ -14,8 +14,8 @@ use crate::pipeline::reject::Rejection;
 /// Header of the request id, upstream and in the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What decided a request, taken from its rejection before the rejection
-/// becomes a response.
+/// Decision facts of a request, taken from its rejection before the
+/// rejection becomes a response.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Verdict {
     /// Reason code of a rejection; `None` for a forwarded request.
@@ -63,11 +63,11 @@ impl Verdict {
     }
 }
 
-/// Sets the request id on a request going upstream. The client's own
-/// value is removed when the request arrives, so policies never see it and
-/// a client cannot make its request share another request's id; the
-/// gateway's id is set only here, after the policy decision, so it does not
-/// make every policy input unique to the decision cache.
+/// Sets the request id on a request going upstream. The client's own value
+/// is removed when the request arrives, so policies never see it and a
+/// client cannot give its request another request's id. The gateway's id is
+/// set only here, after the policy decision, because an id in every policy
+/// input would make each input unique and defeat the decision cache.
 pub(super) fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);

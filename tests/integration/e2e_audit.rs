@@ -16,7 +16,7 @@ use common::{
 use http::Method;
 use serde_json::Value;
 
-/// A route without authentication, answered 200 by the upstream's echo.
+/// A route without authentication, to which the upstream's echo responds 200.
 const OPEN_ROUTE: &str =
     "id: open\nmatch: { path: /faults/echo, methods: [GET] }\nupstream: users\nauthentication: none";
 
@@ -34,6 +34,9 @@ fn assert_pseudonym(text: &Value, case: &str) {
     );
 }
 
+/// (description, method, path, bearer token, status, reason)
+type DecisionCase<'a> = (&'a str, Method, &'a str, Option<&'a str>, u16, &'a str);
+
 #[tokio::test]
 async fn each_decision_has_one_record() {
     let upstream = Upstream::start();
@@ -50,8 +53,7 @@ async fn each_decision_has_one_record() {
         .claim("client_id", "web-app".into())
         .sign();
 
-    // (description, method, path, token, status, reason)
-    let cases: Vec<(&str, Method, &str, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<DecisionCase> = vec![
         (
             "allowed",
             Method::GET,
@@ -180,10 +182,10 @@ async fn each_decision_has_one_record() {
 /// replaces the log directory with a plain file, so the rotation that
 /// the next records trigger cannot create the next file (ENOTDIR).
 ///
-/// The fault is simulated this way because the tests run as root, for whom
-/// `chmod` does not stop writes, and mounting a small tmpfs to fill up
-/// needs privileges the test machine may not grant. The writer fails for
-/// real either way: the operating system refuses the file it needs.
+/// The fault is simulated this way because `chmod` does not stop writes
+/// when the tests run as root, and mounting a small tmpfs to fill up needs
+/// mount privileges a test run cannot assume. The write fails for real
+/// either way, because the operating system rejects the file it needs.
 async fn gateway_with_failing_log(
     upstream: &Upstream,
     provider: &Provider,
@@ -281,7 +283,7 @@ const CRASH_LOAD_REQUESTS: usize = 400;
 const CRASH_LOAD_TASKS: usize = 6;
 /// Times the gateway is killed with SIGKILL during the load.
 const CRASH_KILLS: usize = 3;
-/// Answers each gateway of the crash test sends before it is killed.
+/// Responses each gateway of the crash test sends before it is killed.
 const CRASH_ANSWERS_PER_RUN: usize = 60;
 /// Bound on the whole load, whatever happens.
 const CRASH_LOAD_TIMEOUT: Duration = Duration::from_secs(90);
