@@ -75,6 +75,21 @@ enum AuditCommand {
         #[arg(long)]
         partial: bool,
     },
+    /// Erase pseudonym keys (GDPR erasure): delete one subject's key, or
+    /// every key of a tenant. Past records of the subject can then no
+    /// longer be linked to it, and the log still verifies.
+    Erase {
+        /// The pseudonym key directory (`audit.pseudonyms.directory`).
+        #[arg(long, value_name = "DIR")]
+        pseudonyms: PathBuf,
+        /// Tenant id, or `_default` for requests without a tenant.
+        #[arg(long, value_name = "TENANT")]
+        tenant: String,
+        /// Subject to erase (the `sub` of its tokens). Without it, every
+        /// key of the tenant is erased.
+        #[arg(long, value_name = "SUBJECT")]
+        subject: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +289,11 @@ fn main() -> ExitCode {
             sealed,
             partial,
         }) => portcullis::audit::verify_command(&files, public_key.as_deref(), sealed, partial),
+        Command::Audit(AuditCommand::Erase {
+            pseudonyms,
+            tenant,
+            subject,
+        }) => portcullis::audit::erase_command(&pseudonyms, &tenant, subject.as_deref()),
         Command::Policy(PolicyCommand::Test { dir, verbose }) => {
             portcullis::run::policy_test(&dir, verbose)
         }

@@ -155,6 +155,9 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     if listener_changed {
         tracing::warn!("listener, TLS, timeout, limit or admin settings changed; they take effect after a restart");
     }
+    if old.audit != new.audit {
+        tracing::warn!("audit settings changed; the audit log keeps its settings from the start until a restart");
+    }
     if old.rate_limit_store != new.rate_limit_store {
         tracing::warn!("rate_limit_store changed; the new store takes effect after a restart");
     }

@@ -107,7 +107,9 @@ pub fn serve(path: Option<PathBuf>, threads: Option<usize>, log: Option<String>)
 const STORE_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
-    let durable = Durable::new(&config.rate_limit_store)?;
+    let mut durable = Durable::new(&config.rate_limit_store)?;
+    durable.audit = open_audit(&config, &durable)?;
+    let audit = durable.audit.clone();
     durable.revocations.start();
     let gateway = Gateway::new(config.clone(), &durable, None)?;
     start_issuer_keys(&gateway).await;
@@ -156,8 +158,26 @@ async fn run(config: Arc<Config>, path: Option<PathBuf>) -> Result<(), String> {
         let _ = stop.send(true);
     });
     crate::proxy::server::serve(listener, shared, &config.server, tls, stopped).await;
+    if let Some(trail) = audit {
+        trail.close().await;
+    }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Opens the audit log when the configuration has one. A log that cannot
+/// be opened stops the start whatever the `on_failure` setting, because it
+/// is a setup fault to fix, not a passing one.
+fn open_audit(
+    config: &Config,
+    durable: &Durable,
+) -> Result<Option<Arc<crate::audit::Trail>>, String> {
+    let Some(settings) = &config.audit else {
+        return Ok(None);
+    };
+    let trail = crate::audit::Trail::open(settings, durable.metrics.clone())
+        .map_err(|e| format!("cannot open the audit log: {e}"))?;
+    Ok(Some(Arc::new(trail)))
 }
 
 /// Fetches the keys of every remote issuer that has none yet (bounded by

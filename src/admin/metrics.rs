@@ -64,6 +64,14 @@ pub struct Metrics {
     store_circuit_open: Gauge,
     store_errors: Family<KindLabels, Counter>,
     store_fallbacks: Family<ResultLabels, Counter>,
+    audit_records: Counter,
+    audit_failures: Family<OnFailureLabels, Counter>,
+    audit_append_duration: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OnFailureLabels {
+    on_failure: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,8 +187,31 @@ impl Metrics {
             "Requests limited without the shared store, by what the route did (local, deny)",
             store_fallbacks.clone(),
         );
+        let audit_records = Counter::default();
+        registry.register(
+            "audit_records",
+            "Request records the audit log confirmed written (durable in fsync mode)",
+            audit_records.clone(),
+        );
+        let audit_failures = Family::<OnFailureLabels, Counter>::default();
+        registry.register(
+            "audit_append_failures",
+            "Requests whose audit record could not be written, by on_failure (deny: answered 503, allow: served unrecorded)",
+            audit_failures.clone(),
+        );
+        let audit_append_duration = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ]);
+        registry.register(
+            "audit_append_duration_seconds",
+            "Time a request waited for its audit record to be written, including the shared fsync of its batch",
+            audit_append_duration.clone(),
+        );
         Metrics {
             registry,
+            audit_records,
+            audit_failures,
+            audit_append_duration,
             store_up,
             store_circuit_open,
             store_errors,
@@ -301,6 +332,21 @@ impl Metrics {
     pub fn store_fallback(&self, result: &'static str) {
         self.store_fallbacks
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts one audit append and how long it waited.
+    pub fn audit_append(&self, seconds: f64, written: bool) {
+        self.audit_append_duration.observe(seconds);
+        if written {
+            self.audit_records.inc();
+        }
+    }
+
+    /// Counts a request whose audit record could not be written.
+    pub fn audit_failure(&self, on_failure: &'static str) {
+        self.audit_failures
+            .get_or_create(&OnFailureLabels { on_failure })
             .inc();
     }
 

@@ -50,21 +50,25 @@
 //! makes `open` fail: that is damage for a person to inspect, not a crash.
 
 mod config;
+mod pseudonym;
 mod record;
 mod recovery;
 mod signing;
+mod trail;
 mod verify;
 mod writer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use config::{AuditConfig, Durability};
+pub use config::{read as read_config, AuditConfig, AuditSettings, Durability, OnFailure};
+pub use pseudonym::{erase, erase_command, Erased, Pseudonyms, DEFAULT_TENANT};
 pub use record::{
     checkpoint_message, line_hash, AuditEvent, Checkpoint, Decision, Record, RecordBody, Recovery,
     Rotation, GENESIS_PREV,
 };
 pub use signing::{CheckpointSigner, CheckpointVerifier, KeyError};
+pub use trail::{Entry, Trail, Unavailable};
 pub use verify::{verify_command, verify_files, VerifyFailure, VerifyOptions, VerifySummary};
 pub use writer::{AuditLog, AuditStats};
 

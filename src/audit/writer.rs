@@ -164,6 +164,8 @@ struct Writer {
     /// writer starts.
     torn: Option<Recovery>,
     last_sync: jiff::Timestamp,
+    /// Time of the current file's first record, for rotation by age.
+    file_started: jiff::Timestamp,
     dirty: bool,
     stopped: bool,
 }
@@ -188,6 +190,7 @@ impl Writer {
         // last checkpoint restarts here and the next count-based checkpoint
         // may come up to `checkpoint_records` records late.
         let now = clock.now();
+        let file_started = first_record_time(&path).unwrap_or(now);
         let position = Position {
             len: end.keep_len,
             next_seq: end.next_seq,
@@ -211,6 +214,7 @@ impl Writer {
                 truncated_bytes: end.torn_len,
             }),
             last_sync: now,
+            file_started,
             dirty: false,
             stopped: false,
         };
@@ -294,6 +298,9 @@ impl Writer {
             return Err(AuditError::Stopped);
         }
         for event in events {
+            if self.file_age_due() {
+                self.rotate()?;
+            }
             self.push(RecordBody::Request(event.clone()));
             self.after_record()?;
         }
@@ -317,6 +324,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Returns whether the current file contains records and is older than
+    /// `rotate_every`.
+    fn file_age_due(&self) -> bool {
+        let Some(every) = self.config.rotate_every else {
+            return false;
+        };
+        let empty = self.written.len == 0 && self.buffer.is_empty();
+        let age = self.clock.now().duration_since(self.file_started);
+        !empty && age.unsigned_abs() >= every && !age.is_negative()
+    }
+
     fn checkpoint_due(&self) -> bool {
         let since = self.head.since_checkpoint;
         let elapsed = self.clock.now().duration_since(self.head.last_checkpoint);
@@ -327,6 +345,7 @@ impl Writer {
     /// Encodes the next record into the buffer and advances the head.
     fn push(&mut self, body: RecordBody) {
         let is_checkpoint = matches!(body, RecordBody::Checkpoint(_));
+        self.note_file_start();
         let record = Record {
             seq: self.head.next_seq,
             time: format_time(self.clock.now()),
@@ -346,8 +365,17 @@ impl Writer {
         self.buffer.push(b'\n');
     }
 
+    /// Takes the time of a record that starts an empty file as the file's
+    /// start, for rotation by age.
+    fn note_file_start(&mut self) {
+        if self.written.len == 0 && self.buffer.is_empty() {
+            self.file_started = self.clock.now();
+        }
+    }
+
     /// Adds a signed checkpoint covering the record before it.
     fn push_checkpoint(&mut self) {
+        self.note_file_start();
         let now = self.clock.now();
         let seq = self.head.next_seq;
         let time = format_time(now);
@@ -527,6 +555,19 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
         .create(true)
         .open(path)
         .map_err(|e| AuditError::io("open", path, e))
+}
+
+/// Reads the `time` of a file's first record, for the age of a file the
+/// writer continues. `None` when the file is empty or its first line is not
+/// a record.
+fn first_record_time(path: &Path) -> Option<jiff::Timestamp> {
+    use std::io::BufRead;
+
+    let file = File::open(path).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(file).read_line(&mut line).ok()?;
+    let record: Record = serde_json::from_str(line.trim_end()).ok()?;
+    record.time.parse().ok()
 }
 
 fn sync_directory(directory: &Path) -> Result<(), AuditError> {

@@ -57,6 +57,8 @@ pub struct Config {
     pub tenant_from: Option<TenantFrom>,
     /// The gateway's own OAuth token service, when configured.
     pub token_service: Option<Arc<crate::token_service::config::TokenServiceConfig>>,
+    /// The audit log, when configured.
+    pub audit: Option<crate::audit::AuditSettings>,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
 }
@@ -161,6 +163,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         crate::token_service::config::trust_issuer(top, authn, service);
     }
     let policies = crate::authz::config::read(top, base_dir);
+    let audit = crate::audit::read_config(top, base_dir);
     let declared = Declared {
         upstreams: declared_names(top, "upstreams"),
         rate_limits: declared_names(top, "rate_limits"),
@@ -197,6 +200,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         policies: policies?,
         tenant_from: tenant_from?,
         token_service: token_service?.map(Arc::new),
+        audit: audit?,
         base_dir: base_dir.to_path_buf(),
     })
 }

@@ -10,6 +10,7 @@
 //! turns outcomes into responses. Every request, allowed or not, ends with
 //! one access log line and one count in the metrics.
 
+mod audit;
 pub mod body;
 pub mod reject;
 
@@ -51,6 +52,8 @@ pub struct Durable {
     pub limiter: Arc<Limiter>,
     pub fetcher: crate::authn::fetch::Fetcher,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// The audit log, opened once at start when configured.
+    pub audit: Option<Arc<crate::audit::Trail>>,
 }
 
 impl Durable {
@@ -63,6 +66,7 @@ impl Durable {
             metrics,
             fetcher: crate::authn::fetch::Fetcher::new(),
             revocations: Arc::new(crate::revocation::Revocations::new(store)?),
+            audit: None,
         })
     }
 }
@@ -91,6 +95,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// Route ids and methods as metric labels, built once.
     labels: Labels,
+    audit: Option<Arc<crate::audit::Trail>>,
 }
 
 struct Labels {
@@ -105,6 +110,8 @@ struct Labels {
 /// The facts the stages learn about a request as it goes.
 struct Context {
     started: Instant,
+    /// Random id of this request, sent upstream and downstream.
+    request_id: String,
     method: http::Method,
     path: Option<String>,
     client_ip: IpAddr,
@@ -184,6 +191,7 @@ impl Gateway {
             normalizer: normalize::Normalizer::new(&config)?,
             metrics,
             labels,
+            audit: durable.audit.clone(),
             config,
         };
         // Built last: it hands its keys to the authenticator.
@@ -199,11 +207,14 @@ impl Gateway {
     /// becomes a response.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         connection: Connection,
     ) -> Response<Body> {
+        let request_id = crate::run::random_id();
+        request.headers_mut().remove(audit::REQUEST_ID);
         let mut context = Context {
             started: Instant::now(),
+            request_id,
             method: request.method().clone(),
             path: None,
             client_ip: connection.peer.ip().to_canonical(),
@@ -212,9 +223,10 @@ impl Gateway {
             tenant: None,
             limit: None,
         };
-        let (response, reason) = match self.run(&mut context, request, connection).await {
-            Ok(response) => (response, None),
+        let (response, verdict) = match self.run(&mut context, request, connection).await {
+            Ok(response) => (response, audit::Verdict::allowed()),
             Err(rejection) => {
+                let verdict = audit::Verdict::rejected(&rejection);
                 let reason = rejection.reason();
                 self.metrics.denial(reason);
                 let missing = matches!(
@@ -229,10 +241,11 @@ impl Gateway {
                         HeaderValue::from_static("ApiKey realm=\"portcullis\""),
                     );
                 }
-                (response, Some(reason))
+                (response, verdict)
             }
         };
         let response = self.protect(&context, response, connection);
+        let (response, reason) = self.audit(&context, response, verdict, connection).await;
         self.record(&context, &response, reason);
         let leases = context
             .limit
@@ -253,6 +266,7 @@ impl Gateway {
         let mut normalized = self.normalizer.normalize(&mut parts, connection)?;
         context.client_ip = normalized.client_ip;
         context.path = Some(normalized.path.clone());
+        self.audit_admit()?;
 
         // The token service's endpoints come before tenants and routes.
         if let Some(service) = &self.token_service {
@@ -330,6 +344,7 @@ impl Gateway {
                 .await?;
         }
 
+        audit::set_request_id(&mut parts.headers, &context.request_id);
         self.forward(context, parts, body, &route, normalized, body_limit)
             .await
     }
@@ -714,9 +729,9 @@ impl Gateway {
         let path = context.path.as_deref();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if reason.is_some() {
-            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, reason, "request denied");
+            tracing::info!(request.id = context.request_id.as_str(), http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, reason, "request denied");
         } else {
-            tracing::info!(http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, "request served");
+            tracing::info!(request.id = context.request_id.as_str(), http.method = %context.method, route.id = route_id, url.path = path, http.status = status, duration_ms, client.ip = %context.client_ip, tenant.id = tenant, identity.subject = subject, "request served");
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum Rejection {
     },
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// The request's audit record could not be written and the audit log
+    /// denies on failure.
+    AuditUnavailable,
     /// A fault inside the gateway; details are logged, never sent.
     Internal,
 }
@@ -71,6 +74,7 @@ impl Rejection {
             Rejection::LimitStoreUnavailable { .. } => "rate_limit_store_unavailable",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::AuditUnavailable => "audit_unavailable",
             Rejection::Internal => "internal_error",
         }
     }
@@ -102,6 +106,7 @@ impl Rejection {
             Rejection::LimitStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -156,6 +161,9 @@ impl Rejection {
             }
             Rejection::UpstreamUnavailable => "the upstream service failed to respond",
             Rejection::UpstreamTimeout => "the upstream service timed out",
+            Rejection::AuditUnavailable => {
+                "the request could not be recorded in the audit log; retry later"
+            }
             Rejection::Internal => "",
         }
     }

@@ -736,3 +736,83 @@ async fn reopen_after_rotation_record_creates_next_file() {
         .verify(true)
         .expect("chain continues in the recreated file");
 }
+
+/// Returns the request ids in a file, in order.
+fn request_ids(path: &Path) -> Vec<String> {
+    records(path)
+        .into_iter()
+        .filter_map(|record| match record.body {
+            RecordBody::Request(event) => Some(event.request_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rotation_by_age_starts_next_file() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.rotate_every = Some(Duration::from_secs(3600));
+    let clock = clock();
+    let log = AuditLog::open_with_clock(config.clone(), Arc::new(clock.clone())).expect("open");
+
+    for i in 0..3 {
+        log.append(event(i)).await.expect("append");
+    }
+    clock.advance(Duration::from_secs(3599));
+    log.append(event(3)).await.expect("append before the hour");
+    clock.advance(Duration::from_secs(1));
+    log.append(event(4)).await.expect("append at the hour");
+    log.append(event(5)).await.expect("append after rotation");
+    log.close().await.expect("close");
+
+    let files = fixture.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        request_ids(&files[0]),
+        ["req-000000", "req-000001", "req-000002", "req-000003"]
+    );
+    assert_eq!(request_ids(&files[1]), ["req-000004", "req-000005"]);
+    let last = records(&files[0]).pop().unwrap();
+    assert!(matches!(last.body, RecordBody::Rotation(_)), "{last:?}");
+    fixture.verify(true).expect("rotated log verifies");
+}
+
+#[tokio::test]
+async fn reopened_file_keeps_its_age() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.rotate_every = Some(Duration::from_secs(3600));
+    let clock = clock();
+    let log = AuditLog::open_with_clock(config.clone(), Arc::new(clock.clone())).expect("open");
+    log.append(event(0)).await.expect("append");
+    log.close().await.expect("close");
+
+    // The age counts from the file's first record, not from the reopen.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let log = AuditLog::open_with_clock(config, Arc::new(clock.clone())).expect("reopen");
+    log.append(event(1)).await.expect("append");
+    log.close().await.expect("close");
+
+    let files = fixture.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(request_ids(&files[0]), ["req-000000"]);
+    assert_eq!(request_ids(&files[1]), ["req-000001"]);
+    fixture.verify(true).expect("rotated log verifies");
+}
+
+#[tokio::test]
+async fn idle_empty_file_is_not_rotated() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.rotate_every = Some(Duration::from_secs(60));
+    let clock = clock();
+    let log = AuditLog::open_with_clock(config, Arc::new(clock.clone())).expect("open");
+
+    clock.advance(Duration::from_secs(600));
+    log.append(event(0)).await.expect("append");
+    log.close().await.expect("close");
+
+    assert_eq!(fixture.files().len(), 1);
+    fixture.verify(true).expect("log verifies");
+}

@@ -108,6 +108,7 @@ async fn reader_token_forwards_identity_not_spoofs() {
         "x-portcullis-issuer",
         "x-forwarded-for",
         "x-forwarded-proto",
+        "x-request-id",
     ]
     .into_iter()
     .map(String::from)

@@ -16,6 +16,7 @@ mod cli_check;
 mod decision_cache;
 mod e2e_api_keys;
 mod e2e_attacks;
+mod e2e_audit;
 mod e2e_auth;
 mod e2e_clean_logs;
 mod e2e_introspection;

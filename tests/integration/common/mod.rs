@@ -32,6 +32,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod attacks;
+mod audit;
 mod client;
 mod config;
 mod credentials;
@@ -47,6 +48,7 @@ mod upstream;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub use audit::AuditFiles;
 pub use client::{send_raw, RequestBuilder, Response};
 pub use config::{config_for, ConfigBuilder};
 pub use credentials::{assert_no_credentials_in, record_credential, recorded_credentials};
