@@ -1,12 +1,15 @@
 //! Clean logs: card numbers, email addresses, subjects and credentials
 //! planted in requests, tokens, request bodies and upstream responses never
-//! reach a line the gateway writes, at debug level, whichever stage logs.
+//! reach a line the gateway writes, at debug level, whichever stage logs,
+//! nor its audit trail.
 
 use http::Method;
 use serde_json::json;
 
 use crate::common;
-use common::{config_for, record_credential, Gateway, Provider, ProviderOptions, Upstream};
+use common::{
+    config_for, record_credential, AuditFiles, Gateway, Provider, ProviderOptions, Upstream,
+};
 
 const CARD: &str = "4111111111111111";
 const CARD_DASHED: &str = "5500-0000-0000-0004";
@@ -22,7 +25,12 @@ const POLICY: &str = "package create\n\nallow if startswith(input.body.name, \"A
 /// Returns the suite's routes with a policy that reads the body on `create-user`,
 /// a decision log that includes the whole input, and log scrubbing that
 /// pseudonymises subjects.
-fn config(upstream: &Upstream, provider: &Provider, policy_dir: &std::path::Path) -> String {
+fn config(
+    upstream: &Upstream,
+    provider: &Provider,
+    policy_dir: &std::path::Path,
+    audit: &AuditFiles,
+) -> String {
     std::fs::write(policy_dir.join("create.rego"), POLICY).expect("writing the policy");
     let yaml = config_for(upstream, &[provider]).yaml().replacen(
         "    match: { path: /users, methods: [POST] }\n    upstream: users\n    require: { scopes: [write:users] }",
@@ -32,8 +40,9 @@ fn config(upstream: &Upstream, provider: &Provider, policy_dir: &std::path::Path
     assert!(yaml.contains("policy_body: true"), "the route text changed");
     format!(
         "{yaml}\npolicies:\n  paths: [\"{}\"]\n  decision_log:\n    include_input: true\n\n\
-         logging:\n  detectors: [email, phone, iban]\n  pii_fields: [identity.subject]\n",
-        policy_dir.display()
+         logging:\n  detectors: [email, phone, iban]\n  pii_fields: [identity.subject]\n{}",
+        policy_dir.display(),
+        audit.section("")
     )
 }
 
@@ -42,10 +51,18 @@ async fn logs_scrub_planted_data() {
     let upstream = Upstream::start();
     let provider = Provider::start(ProviderOptions::default());
     let policy_dir = tempfile::tempdir().expect("creating a temp dir");
-    let mut gateway = Gateway::start(&config(&upstream, &provider, policy_dir.path())).await;
+    let audit = AuditFiles::new();
+    let config = config(&upstream, &provider, policy_dir.path(), &audit);
+    let mut gateway = Gateway::start(&config).await;
     let scopes = "read:users write:users";
-    let planted_subject = provider.forge().subject(SUBJECT).scope(scopes).sign();
-    let email_subject = provider.forge().subject(EMAIL).scope(scopes).sign();
+    // A client id names an application, not a person, so audit records
+    // keep it; the forge would otherwise copy the subject into it.
+    let token = |subject: &str| {
+        let forge = provider.forge().subject(subject).scope(scopes);
+        forge.claim("client_id", json!("reporting-app")).sign()
+    };
+    let planted_subject = token(SUBJECT);
+    let email_subject = token(EMAIL);
     for credential in [COOKIE, QUERY_TOKEN, BAD_TOKEN] {
         record_credential(credential);
     }
@@ -107,6 +124,7 @@ async fn logs_scrub_planted_data() {
             401,
         ),
     ];
+    let requests = cases.len();
     for (description, request, expected) in cases {
         let response = request.send().await;
         assert_eq!(
@@ -119,7 +137,13 @@ async fn logs_scrub_planted_data() {
     let status = gateway.stop().await;
     assert!(status.success(), "the gateway exited with {status}");
 
-    let logs = gateway.logs();
+    let records = audit.records();
+    assert_eq!(
+        records.len(),
+        requests + 1,
+        "one audit record per request and a checkpoint"
+    );
+    let logs = gateway.logs() + &serde_json::to_string(&records).expect("records as JSON");
     for evidence in [
         "pan_in_url",
         "policy decision",
@@ -147,7 +171,7 @@ async fn logs_scrub_planted_data() {
     for value in planted {
         assert!(
             !logs.contains(value),
-            "a gateway log holds the planted value {value:?}:\n{logs}"
+            "a gateway log or audit record holds the planted value {value:?}:\n{logs}"
         );
     }
 }
