@@ -440,7 +440,9 @@ fn check_masking(
             }
         });
     }
-    let Some(severity) = exposed.iter().map(|(_, _, s)| *s).max() else {
+    // The most severe field first: its pointer becomes the location.
+    exposed.sort_by(|a, b| b.2.cmp(&a.2));
+    let Some(severity) = exposed.first().map(|(_, _, s)| *s) else {
         return;
     };
     let names: Vec<&str> = exposed.iter().map(|(n, _, _)| n.as_str()).collect();

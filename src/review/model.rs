@@ -102,11 +102,11 @@ pub struct Finding {
 
 impl Finding {
     /// Names the API the finding belongs to, for grouping: the document's
-    /// title, else `gateway configuration`.
+    /// title, else `Gateway configuration`.
     pub fn api_name(&self) -> &str {
         self.openapi
             .as_ref()
-            .map_or("gateway configuration", |location| location.api.as_str())
+            .map_or("Gateway configuration", |location| location.api.as_str())
     }
 
     /// Formats the primary location as `file:line` (or the file alone).

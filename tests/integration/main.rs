@@ -41,4 +41,5 @@ mod policy_evaluate;
 mod policy_input;
 mod policy_load;
 mod policy_tests;
+mod review;
 mod wycheproof;

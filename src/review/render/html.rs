@@ -10,7 +10,7 @@ use super::super::model::{Finding, Report, Severity};
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232b;padding:0 1rem}\
 h1{margin-bottom:.2rem}h2{border-bottom:2px solid #d5dae1;padding-bottom:.2rem;margin-top:2.2rem}\
 table{border-collapse:collapse;width:100%;margin:.6rem 0}th,td{border:1px solid #d5dae1;padding:.35rem .6rem;text-align:left;vertical-align:top}\
-th{background:#f1f3f6}.counts{display:flex;gap:.8rem;margin:1rem 0}.count{flex:1;border-radius:6px;padding:.7rem 1rem;color:#fff}\
+th{background:#f1f3f6}td a{white-space:nowrap}.counts{display:flex;gap:.8rem;margin:1rem 0}.count{flex:1;border-radius:6px;padding:.7rem 1rem;color:#fff}\
 .count b{display:block;font-size:1.8rem}.critical{background:#8e1b1b}.high{background:#c2410c}.medium{background:#a16207}.low{background:#2f6f8f}\
 .badge{display:inline-block;border-radius:4px;padding:0 .45rem;color:#fff;font-size:.8rem;text-transform:uppercase}\
 .finding{border:1px solid #d5dae1;border-left-width:6px;border-radius:4px;padding:.6rem 1rem;margin:.8rem 0}\
