@@ -231,7 +231,7 @@ fn server_prefixes(doc: &ApiDoc) -> Vec<String> {
     prefixes
 }
 
-/// Whether a route pattern matches a documented path template. Parameters
+/// Returns whether a route pattern matches a documented path template. Parameters
 /// match parameters whatever their names; a final `{*rest}` matches any
 /// remaining segments.
 pub fn path_matches(pattern: &str, documented: &str) -> bool {
@@ -342,7 +342,7 @@ fn scheme_names(operation: &Operation) -> String {
 }
 
 /// The document's scopes are stronger when every alternative requirement
-/// holds a scope the route does not require.
+/// contains a scope the route does not require.
 fn check_scopes(
     gateway: &Gateway,
     operation: &Operation,
@@ -441,7 +441,7 @@ fn check_masking(
         });
     }
     // The most severe field first: its pointer becomes the location.
-    exposed.sort_by(|a, b| b.2.cmp(&a.2));
+    exposed.sort_by_key(|field| std::cmp::Reverse(field.2));
     let Some(severity) = exposed.first().map(|(_, _, s)| *s) else {
         return;
     };

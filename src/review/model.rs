@@ -1,4 +1,4 @@
-//! The findings of a review and the report that holds them. Every renderer
+//! The findings of a review and the report that contains them. Every renderer
 //! reads these types only, so the JSON, Markdown, SARIF and HTML outputs
 //! always agree.
 
@@ -82,7 +82,7 @@ pub struct Finding {
     pub title: String,
     pub severity: Severity,
     /// What was found, in one or two sentences, naming the route or
-    /// operation. Never holds a secret value.
+    /// operation. Never contains a secret value.
     pub evidence: String,
     /// A short excerpt of the configuration or document as written.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -166,7 +166,7 @@ pub struct ControlEvidence {
     pub controls: Vec<String>,
     pub topic: String,
     pub support: Support,
-    /// What in the configuration shows it, and what it leaves open.
+    /// Evidence from the configuration, and what it leaves open.
     pub evidence: String,
 }
 

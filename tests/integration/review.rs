@@ -73,7 +73,7 @@ fn matches(expected: &Node, finding: &Value) -> bool {
         }
     }
     if let Some(line) = field_text(expected, "line") {
-        if finding["config"]["line"].to_string() != line {
+        if finding["config"]["line"].as_u64().map(|n| n.to_string()) != Some(line) {
             return false;
         }
     }

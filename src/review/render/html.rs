@@ -86,9 +86,9 @@ fn summary(out: &mut String, report: &Report, fail_on: Severity) {
         )
         .unwrap();
     }
-    write!(
+    writeln!(
         out,
-        "</div><p>{} findings in total; {failing} at or above <b>{}</b>, the level that fails the run.</p>\n",
+        "</div><p>{} findings in total; {failing} at or above <b>{}</b>, the level that fails the run.</p>",
         report.findings.len(),
         fail_on.as_str()
     )
