@@ -20,6 +20,7 @@ pub mod protect;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod review;
 pub mod revocation;
 pub mod route;
 pub mod run;

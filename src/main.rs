@@ -38,6 +38,29 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Review a configuration and the OpenAPI documents of the APIs
+    /// behind it for security and compliance gaps. Exits with 0 when no
+    /// finding reaches --fail-on, 1 when one does, 2 when an input cannot
+    /// be read.
+    Review {
+        /// Configuration file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// OpenAPI 3.0 or 3.1 document (YAML or JSON). Repeatable. Without
+        /// it the configuration is reviewed alone and the report lists the
+        /// checks that needed documents.
+        #[arg(long, value_name = "FILE")]
+        openapi: Vec<PathBuf>,
+        /// Report format.
+        #[arg(long, default_value = "md", value_parser = ["html", "md", "json", "sarif"])]
+        format: String,
+        /// File to write the report to. Default: standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Lowest severity that makes the command exit with 1.
+        #[arg(long, default_value = "high", value_parser = ["critical", "high", "medium", "low"])]
+        fail_on: String,
+    },
     /// Work with tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -274,6 +297,8 @@ fn key(command: KeyCommand) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Usage errors exit with 2, as clap does by default; `review` keeps 1
+    // for findings.
     let cli = Cli::parse();
     match cli.command {
         Command::Serve {
@@ -282,6 +307,23 @@ fn main() -> ExitCode {
             log,
         } => portcullis::run::serve(config, threads.map(usize::from), log),
         Command::Check { config } => portcullis::run::check(&config),
+        Command::Review {
+            config,
+            openapi,
+            format,
+            output,
+            fail_on,
+        } => {
+            use portcullis::review::{model::Severity, Format, Options};
+            let options = Options {
+                config,
+                openapi,
+                format: Format::parse(&format).expect("clap allows only known formats"),
+                output,
+                fail_on: Severity::parse(&fail_on).expect("clap allows only known severities"),
+            };
+            portcullis::review::command(&options)
+        }
         Command::Key(command) => key(command),
         Command::Audit(AuditCommand::Verify {
             files,

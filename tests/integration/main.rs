@@ -42,4 +42,5 @@ mod policy_evaluate;
 mod policy_input;
 mod policy_load;
 mod policy_tests;
+mod review;
 mod wycheproof;

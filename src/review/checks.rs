@@ -1,0 +1,256 @@
+//! The list of checks: each check's stable id, title, reason and control
+//! mappings. The checks themselves live in `config_checks` (configuration
+//! alone) and `api_checks` (configuration and OpenAPI documents); both
+//! build their findings from the definitions here, so ids, titles and
+//! mappings stay in one place.
+
+use super::model::{ApiLocation, ConfigLocation, Finding, Severity};
+
+/// A check's fixed description.
+pub struct CheckDef {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Why a finding of this check matters.
+    pub why: &'static str,
+    /// Control ids from the catalogue.
+    pub mappings: &'static [&'static str],
+    /// Whether the check reads OpenAPI documents.
+    pub needs_openapi: bool,
+}
+
+impl CheckDef {
+    /// Starts a finding of this check.
+    pub fn finding(&self, severity: Severity, evidence: String, fix: &str) -> Finding {
+        Finding {
+            id: self.id.to_string(),
+            title: self.title.to_string(),
+            severity,
+            evidence,
+            excerpt: None,
+            config: None,
+            openapi: None,
+            why: self.why.to_string(),
+            fix: fix.to_string(),
+            fix_snippet: None,
+            mappings: self.mappings.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+}
+
+/// Adds locations and a snippet to a finding in builder style.
+pub trait FindingExt {
+    fn in_config(self, location: ConfigLocation) -> Self;
+    fn in_api(self, location: ApiLocation) -> Self;
+    fn snippet(self, snippet: &str) -> Self;
+}
+
+impl FindingExt for Finding {
+    fn in_config(mut self, location: ConfigLocation) -> Self {
+        self.config = Some(location);
+        self
+    }
+
+    fn in_api(mut self, location: ApiLocation) -> Self {
+        self.openapi = Some(location);
+        self
+    }
+
+    fn snippet(mut self, snippet: &str) -> Self {
+        self.fix_snippet = Some(snippet.to_string());
+        self
+    }
+}
+
+macro_rules! check {
+    ($name:ident, $id:literal, $openapi:literal, $title:literal, $why:literal, [$($m:literal),* $(,)?]) => {
+        pub const $name: CheckDef = CheckDef {
+            id: $id,
+            title: $title,
+            why: $why,
+            mappings: &[$($m),*],
+            needs_openapi: $openapi,
+        };
+    };
+}
+
+check!(PUBLIC_ROUTE, "PX-AUTH-001", false, "Route reachable without credentials",
+    "Anyone who can reach the gateway can call this route; when the API behind it expects a caller identity, it acts for an anonymous caller.",
+    ["owasp-api:API2", "pci-dss:8.3.1", "gdpr:32", "nist-csf:PR.AA-03"]);
+check!(WEAK_HMAC_SECRET, "PX-AUTH-002", false, "HMAC issuer secret is weak",
+    "Whoever guesses or brute-forces a shared HMAC secret can mint tokens the gateway accepts, with any subject and scope.",
+    ["owasp-api:API2", "pci-dss:8.6.3", "nist-csf:PR.AA-01"]);
+check!(NO_AUDIENCE, "PX-AUTH-003", false, "Issuer accepts tokens for any audience",
+    "Without an audience restriction a token issued for another service of the same identity provider is accepted here too.",
+    ["owasp-api:API2", "pci-dss:8.3.1", "nist-csf:PR.AA-03"]);
+check!(
+    LONG_CLOCK_SKEW,
+    "PX-AUTH-004",
+    false,
+    "Token clock skew is long",
+    "A long skew keeps expired tokens usable, which widens the window for a stolen token.",
+    ["owasp-api:API2", "nist-csf:PR.AA-03"]
+);
+check!(NO_ALGORITHMS, "PX-AUTH-005", false, "Issuer has no algorithm allow-list",
+    "Without an explicit list, the algorithms the issuer's published keys allow are all accepted; pinning them stops a weaker algorithm from being introduced unnoticed.",
+    ["owasp-api:API2", "nist-csf:PR.AA-03"]);
+check!(NO_REVOCATION, "PX-AUTH-006", false, "No way to revoke a token before it expires",
+    "Without introspection or a shared revocation store, a leaked token stays valid until it expires.",
+    ["owasp-api:API2", "pci-dss:8.6.3", "nist-csf:PR.AA-01"]);
+check!(BOLA, "PX-AUTHZ-001", false, "Object id in path without an ownership or tenant check",
+    "The gateway checks that the caller may use the route but not that the object named in the path belongs to the caller, so any valid caller can try other ids.",
+    ["owasp-api:API1", "pci-dss:7.2.1", "gdpr:32", "nist-csf:PR.AA-05"]);
+check!(SCOPES_WEAKER, "PX-AUTHZ-002", true, "Gateway enforces fewer scopes than the API document declares",
+    "The document promises clients and reviewers a scope that the gateway never checks, so callers with a narrower token reach the operation.",
+    ["owasp-api:API5", "pci-dss:7.2.2", "nist-csf:PR.AA-05"]);
+check!(PRIVILEGED_UNGUARDED, "PX-AUTHZ-003", false, "Privileged route guarded by authentication alone",
+    "A delete or administrative function open to every authenticated caller lets any user or client perform it.",
+    ["owasp-api:API5", "pci-dss:7.2.2", "nist-csf:PR.AA-05"]);
+check!(FLOW_UNLIMITED, "PX-ABUSE-001", false, "Sensitive flow without a rate limit",
+    "Sign-in, one-time codes, password reset and money movement can be driven at machine speed: credential stuffing, code guessing and fraud follow.",
+    ["owasp-api:API6", "owasp-api:API4", "pci-dss:8.3.4", "nist-csf:PR.IR-04"]);
+check!(FLOW_LIMIT_SPOOFABLE, "PX-ABUSE-002", false, "Rate limit keyed on client-controlled input",
+    "A limit counted by a value the client chooses, such as a forwarded address from any peer or a tenant header, is reset by changing that value.",
+    ["owasp-api:API6", "owasp-api:API4", "pci-dss:8.3.4", "nist-csf:PR.IR-04"]);
+check!(SENSITIVE_RESPONSE, "PX-DATA-001", true, "Card or personal data returned without masking",
+    "The response schema carries card numbers, security codes or personal data, and the route has no masking rule for them, so they leave the gateway in clear.",
+    ["owasp-api:API3", "pci-dss:3.4.1", "pci-dss:3.3.1.2", "gdpr:5", "gdpr:25", "nist-csf:PR.DS-02"]);
+check!(PII_IN_QUERY, "PX-DATA-002", true, "Personal data in query parameters",
+    "Query strings end up in browser history, proxy and server logs and referrer headers, outside the controls that protect request bodies.",
+    ["owasp-api:API3", "gdpr:5", "gdpr:25", "pci-dss:3.4.1", "nist-csf:PR.DS-02"]);
+check!(
+    LARGE_BODY_LIMIT,
+    "PX-DATA-003",
+    false,
+    "Request body limit is large",
+    "Large bodies let a single caller tie up memory, bandwidth and upstream parsers.",
+    ["owasp-api:API4", "nist-csf:PR.IR-04"]
+);
+check!(MASS_ASSIGNMENT, "PX-DATA-004", true, "Privileged field writable in a request body",
+    "A request schema that accepts fields such as role, balance or owner lets a caller set them unless the API drops them; the gateway does not filter bodies.",
+    ["owasp-api:API3", "pci-dss:6.2.4", "nist-csf:PR.AA-05"]);
+check!(
+    UNBOUNDED_PAGE,
+    "PX-DATA-005",
+    true,
+    "Page size without an upper bound",
+    "A page-size parameter without a maximum lets one request ask for the whole collection.",
+    ["owasp-api:API4", "nist-csf:PR.IR-04"]
+);
+check!(PLAIN_HTTP, "PX-TLS-001", false, "Listener serves plain HTTP",
+    "Without TLS on the listener, tokens and payment or personal data cross the network in clear unless something in front terminates TLS.",
+    ["owasp-api:API8", "pci-dss:4.2.1", "gdpr:32", "nist-csf:PR.DS-02"]);
+check!(
+    PLAIN_UPSTREAM,
+    "PX-TLS-002",
+    false,
+    "Upstream reached over plain HTTP",
+    "Requests, identity headers and responses travel in clear between the gateway and the API.",
+    ["owasp-api:API10", "pci-dss:4.2.1", "nist-csf:PR.DS-02"]
+);
+check!(
+    ADMIN_EXPOSED,
+    "PX-PLAT-001",
+    false,
+    "Admin endpoints listen beyond loopback",
+    "Health and metrics endpoints reveal internals and are meant for the operator's network only.",
+    ["owasp-api:API8", "pci-dss:2.2.4", "nist-csf:PR.IR-01"]
+);
+check!(HEADERS_WEAKENED, "PX-PLAT-002", false, "Security response headers turned off",
+    "Without HSTS a browser may be downgraded to plain HTTP; without nosniff it may run a response as script.",
+    ["owasp-api:API8", "nist-csf:PR.PS-01"]);
+check!(PAN_URL_ALLOWED, "PX-PLAT-003", false, "Card numbers in URLs are let through",
+    "With the card-number check off, a card number in a path or query string reaches the upstream and its logs.",
+    ["pci-dss:3.4.1", "owasp-api:API8", "nist-csf:PR.DS-02"]);
+check!(UNROUTED_OPERATION, "PX-INV-001", true, "Documented operation has no gateway route",
+    "The operation is published but the gateway does not serve it: either the document is out of date or the API is reached another way, around the gateway's controls.",
+    ["owasp-api:API9", "pci-dss:6.3.2", "pci-dss:12.5.1", "nist-csf:ID.AM-02"]);
+check!(UNDOCUMENTED_ROUTE, "PX-INV-002", true, "Route has no documented operation",
+    "The gateway forwards requests that no document describes; undocumented endpoints escape review.",
+    ["owasp-api:API9", "pci-dss:6.3.2", "gdpr:30", "nist-csf:ID.AM-02"]);
+check!(DEPRECATED_ROUTED, "PX-INV-003", true, "Deprecated operation still routed",
+    "Deprecated operations tend to miss later security fixes yet stay reachable through the gateway.",
+    ["owasp-api:API9", "pci-dss:2.2.4", "nist-csf:ID.AM-02"]);
+check!(NONPROD_SERVER, "PX-INV-004", true, "Non-production server in an API document",
+    "Public documents that list test or internal hosts point attackers at environments that usually have weaker controls and real data copies.",
+    ["owasp-api:API9", "pci-dss:6.3.2", "nist-csf:ID.AM-02"]);
+check!(SSRF, "PX-SSRF-001", true, "Operation accepts a URL from the client",
+    "An API that fetches a client-supplied URL can be made to reach internal services or cloud metadata; the gateway cannot see what the API fetches.",
+    ["owasp-api:API7", "pci-dss:6.2.4", "nist-csf:PR.IR-01"]);
+check!(NO_AUDIT, "PX-LOG-001", false, "Audit trail not configured",
+    "Without an audit trail, decisions on access to card and personal data cannot be reconstructed or proven afterwards.",
+    ["pci-dss:10.2.1", "pci-dss:10.3.2", "gdpr:32", "nist-csf:PR.PS-04", "nist-csf:DE.CM-09"]);
+check!(
+    NO_ACCESS_LOG,
+    "PX-LOG-002",
+    false,
+    "Access log turned off",
+    "Without access log lines, abuse and incidents cannot be investigated from the gateway.",
+    ["pci-dss:10.2.1", "nist-csf:PR.PS-04"]
+);
+
+/// Every check, in the order reports document them.
+pub const ALL: &[&CheckDef] = &[
+    &PUBLIC_ROUTE,
+    &WEAK_HMAC_SECRET,
+    &NO_AUDIENCE,
+    &LONG_CLOCK_SKEW,
+    &NO_ALGORITHMS,
+    &NO_REVOCATION,
+    &BOLA,
+    &SCOPES_WEAKER,
+    &PRIVILEGED_UNGUARDED,
+    &FLOW_UNLIMITED,
+    &FLOW_LIMIT_SPOOFABLE,
+    &SENSITIVE_RESPONSE,
+    &PII_IN_QUERY,
+    &LARGE_BODY_LIMIT,
+    &MASS_ASSIGNMENT,
+    &UNBOUNDED_PAGE,
+    &PLAIN_HTTP,
+    &PLAIN_UPSTREAM,
+    &ADMIN_EXPOSED,
+    &HEADERS_WEAKENED,
+    &PAN_URL_ALLOWED,
+    &UNROUTED_OPERATION,
+    &UNDOCUMENTED_ROUTE,
+    &DEPRECATED_ROUTED,
+    &NONPROD_SERVER,
+    &SSRF,
+    &NO_AUDIT,
+    &NO_ACCESS_LOG,
+];
+
+/// Finds a check by id.
+pub fn by_id(id: &str) -> Option<&'static CheckDef> {
+    ALL.iter().copied().find(|check| check.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mapping_is_in_catalogue() {
+        let controls = super::super::controls::catalogue();
+        for check in ALL {
+            for mapping in check.mappings {
+                assert!(
+                    controls.iter().any(|c| c.id == *mapping),
+                    "{} maps to {mapping}, which the catalogue lacks",
+                    check.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn check_ids_unique() {
+        for (i, check) in ALL.iter().enumerate() {
+            assert!(
+                ALL[..i].iter().all(|other| other.id != check.id),
+                "{} twice",
+                check.id
+            );
+        }
+    }
+}

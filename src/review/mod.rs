@@ -1,0 +1,166 @@
+//! `portcullis review`: a security and compliance review of a gateway
+//! configuration and the OpenAPI documents of the APIs behind it.
+//!
+//! The review reads the configuration as written (`gateway`) and the
+//! documents (`openapi`), runs the checks (`config_checks`, `api_checks`),
+//! maps each finding to controls of the catalogue (`controls`), states the
+//! controls in place (`evidence`) and renders the report (`render`).
+
+pub mod api_checks;
+pub mod checks;
+pub mod config_checks;
+pub mod controls;
+pub mod evidence;
+pub mod gateway;
+pub mod model;
+pub mod openapi;
+pub mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use gateway::Gateway;
+use model::{Inputs, Report, Severity, SkippedCheck};
+use openapi::ApiDoc;
+
+/// Output formats of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Markdown,
+    Json,
+    Sarif,
+}
+
+impl Format {
+    /// Parses `html`, `md`, `json` or `sarif`.
+    pub fn parse(text: &str) -> Option<Format> {
+        match text {
+            "html" => Some(Format::Html),
+            "md" | "markdown" => Some(Format::Markdown),
+            "json" => Some(Format::Json),
+            "sarif" => Some(Format::Sarif),
+            _ => None,
+        }
+    }
+}
+
+/// What `portcullis review` was asked to do.
+pub struct Options {
+    pub config: PathBuf,
+    pub openapi: Vec<PathBuf>,
+    pub format: Format,
+    /// Where the report goes; standard output when absent.
+    pub output: Option<PathBuf>,
+    /// Findings at or above this severity make the command exit with 1.
+    pub fail_on: Severity,
+}
+
+/// An input that could not be reviewed at all.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+/// Runs the review and writes the report. Exits with 0 when no finding
+/// reaches `fail_on`, 1 when one does, 2 when an input cannot be read.
+pub fn command(options: &Options) -> ExitCode {
+    let report = match review(&options.config, &options.openapi) {
+        Ok(report) => report,
+        Err(InputError(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = render::render(&report, options.format, options.fail_on);
+    let written = match &options.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|error| format!("cannot write the report to {}: {error}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    };
+    if let Err(message) = written {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    let failing = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= options.fail_on)
+        .count();
+    if failing > 0 {
+        eprintln!(
+            "{failing} finding{} at or above {}",
+            if failing == 1 { "" } else { "s" },
+            options.fail_on.as_str()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reviews a configuration and its API documents.
+pub fn review(config: &Path, documents: &[PathBuf]) -> Result<Report, InputError> {
+    let gateway = Gateway::load(config).map_err(|error| InputError(error.0))?;
+    let docs = documents
+        .iter()
+        .map(|path| ApiDoc::load(path).map_err(|error| InputError(error.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(review_loaded(&gateway, &docs, validation_note(config)))
+}
+
+/// Reviews inputs already loaded. `notes` starts the report's notes.
+pub fn review_loaded(gateway: &Gateway, docs: &[ApiDoc], notes: Vec<String>) -> Report {
+    let with_documents = !docs.is_empty();
+    let outcome = config_checks::run(gateway, with_documents);
+    let mut findings = outcome.findings;
+    let mut skipped = outcome.skipped;
+    if with_documents {
+        findings.extend(api_checks::run(gateway, docs));
+    } else {
+        skipped.extend(
+            checks::ALL
+                .iter()
+                .filter(|c| c.needs_openapi)
+                .map(|c| SkippedCheck {
+                    id: c.id.to_string(),
+                    reason: "needs OpenAPI documents (--openapi)".into(),
+                }),
+        );
+    }
+    let mut notes = notes;
+    notes.extend(docs.iter().flat_map(|doc| doc.notes.iter().cloned()));
+    let controls_in_place = evidence::collect(gateway, &findings, with_documents);
+    let mut report = Report {
+        inputs: Inputs {
+            config: gateway.file.clone(),
+            openapi: docs.iter().map(ApiDoc::input).collect(),
+        },
+        findings,
+        controls_in_place,
+        skipped_checks: skipped,
+        notes,
+    };
+    report.sort();
+    report
+}
+
+/// Runs the gateway's own validation and describes its outcome when it
+/// fails: the review still goes on, from the file as written. Problems
+/// never contain secret values.
+fn validation_note(config: &Path) -> Vec<String> {
+    match crate::config::load(config) {
+        Ok(_) => Vec::new(),
+        Err(errors) => {
+            let first = errors
+                .0
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            vec![format!(
+                "the configuration does not pass `portcullis check` ({} problems, the first: {first}); the review read it as written",
+                errors.0.len()
+            )]
+        }
+    }
+}
