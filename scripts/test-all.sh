@@ -5,7 +5,8 @@
 # test. Exits non-zero on any failure.
 #
 # Needs: cargo, node (20 or later), npm, curl, python3 with pip. Installs
-# redis-server with apt-get when it is missing (as root, or with sudo).
+# redis-server and chromium with apt-get when they are missing (as root,
+# or with sudo).
 # Ports 3000, 8080 and 9090 on 127.0.0.1 must be free for the quickstart
 # smoke test; the shared rate-limit tests use a Redis server on
 # 127.0.0.1:6390 (started here unless one already replies there), and the
@@ -32,13 +33,21 @@ if [ ! -d target/opa-py/opa_bindings ]; then
 fi
 export PORTCULLIS_REQUIRE_OPA=1
 
-step "Starting a throwaway Redis server for the shared rate-limit tests"
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+step "Installing Redis and Chromium when missing (apt-get)"
+missing=""
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="redis-server"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update
-  $sudo apt-get install -y redis-server
+  # shellcheck disable=SC2086 # one word per package
+  $sudo apt-get install -y --no-install-recommends $missing
 fi
+# The review report test renders its HTML in headless Chromium.
+export PORTCULLIS_REQUIRE_CHROMIUM=1
+
+step "Starting a throwaway Redis server for the shared rate-limit tests"
 redis_port=6390
 redis_pidfile="$PWD/target/test-redis.pid"
 stop_redis() {
