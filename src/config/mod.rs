@@ -55,6 +55,8 @@ pub struct Config {
     pub tenant_from: Option<TenantFrom>,
     /// The gateway's own OAuth token service, when configured.
     pub token_service: Option<Arc<crate::token_service::config::TokenServiceConfig>>,
+    /// Settings shared by the routes that mask responses.
+    pub masking: crate::mask::config::MaskingConfig,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
 }
@@ -176,6 +178,16 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     if let (Some(Some(service)), Some(routes)) = (token_service.as_ref(), routes.as_ref()) {
         crate::token_service::config::check_route_paths(top, service, routes);
     }
+    let masking = crate::mask::config::read(top, base_dir);
+    if let (Some(routes), Some(tenants), Some(masking), Some(from)) = (
+        routes.as_ref(),
+        tenants.as_ref(),
+        masking.as_ref(),
+        tenant_from.as_ref(),
+    ) {
+        let tenants = tenants.tenants.values().map(|tenant| tenant.as_ref());
+        crate::mask::config::check_pseudonym_keys(top, routes, tenants, masking, from.as_ref());
+    }
 
     Some(Config {
         server: server?,
@@ -193,6 +205,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         policies: policies?,
         tenant_from: tenant_from?,
         token_service: token_service?.map(Arc::new),
+        masking: masking?,
         base_dir: base_dir.to_path_buf(),
     })
 }

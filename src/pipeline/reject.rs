@@ -49,6 +49,9 @@ pub enum Rejection {
     },
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// The upstream response could not be masked on a route whose
+    /// `mask.on_error` is `block`.
+    ResponseUnmaskable,
     /// A fault inside the gateway; details are logged, never sent.
     Internal,
 }
@@ -71,6 +74,7 @@ impl Rejection {
             Rejection::LimitStoreUnavailable { .. } => "rate_limit_store_unavailable",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::ResponseUnmaskable => "response_unmaskable",
             Rejection::Internal => "internal_error",
         }
     }
@@ -100,7 +104,9 @@ impl Rejection {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Rejection::LimitStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamUnavailable | Rejection::ResponseUnmaskable => {
+                StatusCode::BAD_GATEWAY
+            }
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -156,6 +162,9 @@ impl Rejection {
             }
             Rejection::UpstreamUnavailable => "the upstream service failed to respond",
             Rejection::UpstreamTimeout => "the upstream service timed out",
+            Rejection::ResponseUnmaskable => {
+                "the upstream response could not be masked for this caller"
+            }
             Rejection::Internal => "",
         }
     }
@@ -365,6 +374,17 @@ mod tests {
             "Bearer realm=\"portcullis\", error=\"invalid_token\""
         );
         assert!(response.headers().get("retry-after").is_none());
+    }
+
+    #[tokio::test]
+    async fn unmaskable_response_is_bad_gateway() {
+        let response = Rejection::ResponseUnmaskable.into_response();
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(
+            body_text(response).await,
+            r#"{"detail":"the upstream response could not be masked for this caller","reason":"response_unmaskable","status":502,"title":"Bad Gateway","type":"urn:portcullis:reason:response_unmaskable"}"#
+        );
     }
 
     #[tokio::test]
