@@ -269,11 +269,22 @@ fn read_pattern(entry: &MapReader) -> Option<Pattern> {
         Ok(pattern) => Some(pattern),
         Err(error) => {
             let node = entry.get("regex").unwrap();
-            let message = format!("invalid regular expression: {error}");
+            let message = format!("invalid regular expression: {}", regex_problem(&error));
             entry.problems.at(node, &entry.child_path("regex"), message);
             None
         }
     }
+}
+
+/// Returns the one-line cause of a regex error. Syntax errors print the
+/// pattern with a caret over several lines, and a config problem is one
+/// line.
+fn regex_problem(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .find_map(|line| line.strip_prefix("error: "))
+        .unwrap_or(text.lines().next().unwrap_or_default())
+        .to_string()
 }
 
 /// Reads `style` (default `redact`) and remembers the first pseudonym rule.

@@ -13,6 +13,7 @@ mod policy_support;
 mod attack_catalogue;
 mod audit_log;
 mod cli_check;
+mod cli_check_masking;
 mod decision_cache;
 mod e2e_api_keys;
 mod e2e_attacks;
