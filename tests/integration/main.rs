@@ -20,6 +20,7 @@ mod e2e_attacks;
 mod e2e_auth;
 mod e2e_introspection;
 mod e2e_jwks;
+mod e2e_masking;
 mod e2e_opa_server;
 mod e2e_policy;
 mod e2e_policy_examples;
