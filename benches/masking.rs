@@ -12,6 +12,11 @@
 //! - `text/mask`: [`Masker::mask_text`] on the same bytes as text.
 //!
 //! Run: `cargo bench --bench masking -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! NOTE: on a 2-core AMD EPYC virtual machine shared with other builds,
+//! `json/mask_only` took about 128 µs and `response/gzip` about 190 µs per
+//! response, well over a 50 µs budget. The time is spread over the
+//! detector regexes, allocation and the per-node path state of the engine.
 
 use std::hint::black_box;
 use std::io::Write;

@@ -15,8 +15,8 @@ use crate::mask::encoding::{self, DecodeError};
 use crate::mask::Context;
 use crate::pipeline::body::{self, Body, Collected};
 
-/// Why a response could not be masked. The reason is a metric label and a
-/// log field, never sent to the client.
+/// Cause of a response that could not be masked. Its reason is a metric
+/// label and a log field, never sent to the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// The body, as sent or decoded, is larger than `max_body_bytes`.
