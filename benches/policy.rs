@@ -280,10 +280,10 @@ fn input_and_cache(c: &mut Criterion) {
 
     let cache = DecisionCache::new(Duration::from_secs(3600), 10_000);
     let decision = set.evaluate(scenario.rule, &input, BUDGET);
-    let read_paths = |set: &PolicySet| -> Option<Vec<&str>> {
-        set.input_paths()
-            .map(|paths| paths.iter().map(String::as_str).collect())
-    };
+    fn read_paths(set: &PolicySet) -> Option<Vec<&str>> {
+        let paths = set.input_paths()?;
+        Some(paths.iter().map(String::as_str).collect())
+    }
     let paths = read_paths(&set);
     let key = DecisionKey::new(
         set.version(),

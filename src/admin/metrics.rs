@@ -25,6 +25,12 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteReasonLabels {
+    route: Arc<String>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -67,6 +73,9 @@ pub struct Metrics {
     audit_records: Counter,
     audit_failures: Family<OnFailureLabels, Counter>,
     audit_append_duration: Histogram,
+    masked_values: Family<RouteLabels, Counter>,
+    masking_failures: Family<RouteReasonLabels, Counter>,
+    masking_passes: Family<RouteReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -207,11 +216,32 @@ impl Metrics {
             "Time a request waited for its audit record to be written, including the shared fsync of its batch",
             audit_append_duration.clone(),
         );
+        let masked_values = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "masked_values",
+            "Strings, numbers and booleans masked in responses, by route",
+            masked_values.clone(),
+        );
+        let masking_failures = Family::<RouteReasonLabels, Counter>::default();
+        registry.register(
+            "masking_failures",
+            "Responses that could not be masked, by route and reason (body_too_large, invalid_json, ...)",
+            masking_failures.clone(),
+        );
+        let masking_passes = Family::<RouteReasonLabels, Counter>::default();
+        registry.register(
+            "masking_passes",
+            "Responses sent unmasked under on_error: pass, by route and reason",
+            masking_passes.clone(),
+        );
         Metrics {
             registry,
             audit_records,
             audit_failures,
             audit_append_duration,
+            masked_values,
+            masking_failures,
+            masking_passes,
             store_up,
             store_circuit_open,
             store_errors,
@@ -348,6 +378,28 @@ impl Metrics {
         self.audit_failures
             .get_or_create(&OnFailureLabels { on_failure })
             .inc();
+    }
+
+    /// Counts `count` values masked in one response of `route`.
+    pub fn masked_values(&self, route: &Arc<String>, count: usize) {
+        self.masked_values
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .inc_by(count as u64);
+    }
+
+    /// Counts one response of `route` that could not be masked, and, when
+    /// `passed`, was sent unmasked under `on_error: pass`.
+    pub fn masking_failure(&self, route: &Arc<String>, reason: &'static str, passed: bool) {
+        let labels = RouteReasonLabels {
+            route: route.clone(),
+            reason,
+        };
+        self.masking_failures.get_or_create(&labels).inc();
+        if passed {
+            self.masking_passes.get_or_create(&labels).inc();
+        }
     }
 
     pub fn in_flight(&self) -> &Gauge {

@@ -59,6 +59,8 @@ pub struct Config {
     pub token_service: Option<Arc<crate::token_service::config::TokenServiceConfig>>,
     /// The audit log, when configured.
     pub audit: Option<crate::audit::AuditSettings>,
+    /// Settings shared by the routes that mask responses.
+    pub masking: crate::mask::config::MaskingConfig,
     /// The directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
 }
@@ -182,6 +184,16 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
     if let (Some(Some(service)), Some(routes)) = (token_service.as_ref(), routes.as_ref()) {
         crate::token_service::config::check_route_paths(top, service, routes);
     }
+    let masking = crate::mask::config::read(top, base_dir);
+    if let (Some(routes), Some(tenants), Some(masking), Some(from)) = (
+        routes.as_ref(),
+        tenants.as_ref(),
+        masking.as_ref(),
+        tenant_from.as_ref(),
+    ) {
+        let tenants = tenants.tenants.values().map(|tenant| tenant.as_ref());
+        crate::mask::config::check_pseudonym_keys(top, routes, tenants, masking, from.as_ref());
+    }
 
     Some(Config {
         server: server?,
@@ -201,6 +213,7 @@ fn read_top(top: &MapReader, base_dir: &Path) -> Option<Config> {
         tenant_from: tenant_from?,
         token_service: token_service?.map(Arc::new),
         audit: audit?,
+        masking: masking?,
         base_dir: base_dir.to_path_buf(),
     })
 }

@@ -3,11 +3,15 @@
 //! ([`path`]) or found by detectors anywhere in the body ([`detect`]), then
 //! rewritten in a masking style ([`style`]).
 //!
-//! This module only transforms parsed JSON and text. Reading, decompressing
-//! and size-limiting the body is the caller's job.
+//! [`Masker`] only transforms parsed JSON and text. [`response`] reads,
+//! decompresses and size-limits an upstream body, runs the masker on it
+//! and fixes the headers; [`config`] reads the rules of each route.
 
+pub mod config;
 pub mod detect;
+pub mod encoding;
 pub mod path;
+pub mod response;
 pub mod style;
 
 use std::borrow::Cow;

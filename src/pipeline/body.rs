@@ -148,3 +148,82 @@ impl http_body::Body for Holding {
         self.inner.size_hint()
     }
 }
+
+/// A body read up to a limit: whole, or cut off where it went over.
+pub enum Collected {
+    Complete(Bytes),
+    /// More than the limit arrived. `prefix` holds the bytes read so far and
+    /// `rest` the unread remainder, so the body can still be sent on whole.
+    TooLarge {
+        prefix: Bytes,
+        rest: Body,
+    },
+}
+
+/// Reads `body` until it ends or more than `limit` bytes arrived, so that
+/// at most `limit` bytes plus one frame are ever buffered. Trailers are
+/// dropped.
+pub async fn collect_limited(mut body: Body, limit: u64) -> Result<Collected, BoxError> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        buffer.extend_from_slice(&data);
+        if buffer.len() as u64 > limit {
+            return Ok(Collected::TooLarge {
+                prefix: buffer.freeze(),
+                rest: body,
+            });
+        }
+    }
+    Ok(Collected::Complete(buffer.freeze()))
+}
+
+/// Builds a body that sends `prefix` and then streams `rest`.
+pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
+    Prefixed {
+        prefix: Some(prefix).filter(|p| !p.is_empty()),
+        rest,
+    }
+    .boxed()
+}
+
+pin_project_lite::pin_project! {
+    struct Prefixed {
+        prefix: Option<Bytes>,
+        #[pin]
+        rest: Body,
+    }
+}
+
+impl http_body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        this.rest.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + extra);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}

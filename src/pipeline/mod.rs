@@ -2,7 +2,7 @@
 //! from the normalized request to the protected response.
 //!
 //! ```text
-//! normalize → route → authenticate → rate limit → authorize → forward → protect
+//! normalize → route → authenticate → rate limit → authorize → forward → mask → protect
 //! ```
 //!
 //! Each stage either enriches the request [`Context`] or ends the request
@@ -12,6 +12,7 @@
 
 mod audit;
 pub mod body;
+mod mask;
 pub mod reject;
 
 use std::net::{IpAddr, SocketAddr};
@@ -630,6 +631,11 @@ impl Gateway {
             HeaderValue::from_static(proto),
         );
 
+        if route.mask.is_some() {
+            crate::mask::response::prepare_request(&mut parts.headers);
+        }
+        let method = parts.method.clone();
+
         let exceeded = Arc::new(AtomicBool::new(false));
         let read_failed = Arc::new(AtomicBool::new(false));
         let body = match body {
@@ -650,7 +656,13 @@ impl Gateway {
             // upstream spoke (an HTTP/1.0 upstream must not downgrade it).
             Ok(mut response) => {
                 *response.version_mut() = version;
-                Ok(response)
+                match &route.mask {
+                    Some(masking) => {
+                        self.mask_response(context, route, masking, &method, response)
+                            .await
+                    }
+                    None => Ok(response),
+                }
             }
             Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),
             // The client's body failed, not the upstream: reject it as the

@@ -52,6 +52,9 @@ pub enum Rejection {
     /// The request's audit record could not be written and the audit log
     /// denies on failure.
     AuditUnavailable,
+    /// The upstream response could not be masked on a route whose
+    /// `mask.on_error` is `block`.
+    ResponseUnmaskable,
     /// A fault inside the gateway; details are logged, never sent.
     Internal,
 }
@@ -75,6 +78,7 @@ impl Rejection {
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::AuditUnavailable => "audit_unavailable",
+            Rejection::ResponseUnmaskable => "response_unmaskable",
             Rejection::Internal => "internal_error",
         }
     }
@@ -104,7 +108,9 @@ impl Rejection {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Rejection::LimitStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamUnavailable | Rejection::ResponseUnmaskable => {
+                StatusCode::BAD_GATEWAY
+            }
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,6 +169,9 @@ impl Rejection {
             Rejection::UpstreamTimeout => "the upstream service timed out",
             Rejection::AuditUnavailable => {
                 "the request could not be recorded in the audit log; retry later"
+            }
+            Rejection::ResponseUnmaskable => {
+                "the upstream response could not be masked for this caller"
             }
             Rejection::Internal => "",
         }
@@ -373,6 +382,17 @@ mod tests {
             "Bearer realm=\"portcullis\", error=\"invalid_token\""
         );
         assert!(response.headers().get("retry-after").is_none());
+    }
+
+    #[tokio::test]
+    async fn unmaskable_response_is_bad_gateway() {
+        let response = Rejection::ResponseUnmaskable.into_response();
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(
+            body_text(response).await,
+            r#"{"detail":"the upstream response could not be masked for this caller","reason":"response_unmaskable","status":502,"title":"Bad Gateway","type":"urn:portcullis:reason:response_unmaskable"}"#
+        );
     }
 
     #[tokio::test]

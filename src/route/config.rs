@@ -37,6 +37,8 @@ pub struct RouteConfig {
     /// The source of this route's tenant, overriding the top-level
     /// `tenant_from` (host or header only).
     pub tenant_from: Option<TenantFrom>,
+    /// Masking of the route's responses, when configured.
+    pub mask: Option<crate::mask::config::RouteMasking>,
 }
 
 /// Whether a route needs a credential.
@@ -197,6 +199,7 @@ fn read_route(
     let sensitive = map.bool("sensitive").unwrap_or(false);
     let max_body_bytes = map.byte_size("max_body_bytes", 0, 1 << 40);
     let tenant_from = crate::tenancy::config::read_tenant_from(map);
+    let mask = crate::mask::config::read_route(map);
     if let Some(Some(TenantFrom::PathPrefix { .. })) = tenant_from {
         let message = "a route cannot take its tenant from a path prefix, because the prefix is removed before routing; set it at the top level";
         map.problems.at(
@@ -252,6 +255,7 @@ fn read_route(
         sensitive,
         max_body_bytes,
         tenant_from: tenant_from?,
+        mask: mask?,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct TenantConfig {
     pub rate_limits: Vec<Arc<RateLimitPolicy>>,
     /// Static headers sent upstream with every request of this tenant.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Key of the pseudonym masking style for this tenant's responses.
+    pub pseudonym_key: Option<crate::mask::PseudonymKey>,
 }
 
 /// The part of a request that names the tenant it addresses.
@@ -111,8 +113,10 @@ fn read_tenant(
     let rate_limits =
         crate::ratelimit::config::resolve_names(map, "rate_limits", declared_policies, policies);
     let headers = read_headers(map);
+    let pseudonym_key = crate::mask::config::read_pseudonym_key(map, base_dir);
     let mut issuers = Vec::new();
-    let mut ok = mapping.is_some() && rate_limits.is_some() && headers.is_some();
+    let mut ok =
+        mapping.is_some() && rate_limits.is_some() && headers.is_some() && pseudonym_key.is_some();
     match map.list("issuers") {
         Some(items) if !items.is_empty() => {
             for (path, node) in items {
@@ -185,6 +189,7 @@ fn read_tenant(
         id: id.clone(),
         rate_limits: rate_limits.unwrap(),
         headers: headers.unwrap(),
+        pseudonym_key: pseudonym_key.unwrap(),
     };
     result.tenants.insert(id, Arc::new(tenant));
     true

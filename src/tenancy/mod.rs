@@ -124,6 +124,7 @@ mod tests {
                         id: id.to_string(),
                         rate_limits: Vec::new(),
                         headers: Vec::new(),
+                        pseudonym_key: None,
                     }),
                 )
             })

@@ -1,0 +1,139 @@
+//! The mask stage, after forward: rewrites personal and payment data in the
+//! upstream response of a route with a `mask` section, unless the caller
+//! holds the route's unmask scope. A response that cannot be masked is
+//! rejected or, under `on_error: pass`, sent unmasked and counted.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderName};
+use http::{Method, Response};
+
+use crate::mask::config::{OnError, RouteMasking};
+use crate::mask::response::{self, Outcome, Unmaskable};
+use crate::mask::PseudonymKey;
+use crate::pipeline::body::Body;
+use crate::pipeline::reject::Rejection;
+use crate::pipeline::{Context, Gateway};
+use crate::route::config::RouteConfig;
+use crate::tenancy::config::TenantFrom;
+
+impl Gateway {
+    /// Masks `response` of `route` for the caller in `context`.
+    pub(super) async fn mask_response(
+        &self,
+        context: &Context,
+        route: &RouteConfig,
+        masking: &RouteMasking,
+        method: &Method,
+        response: Response<Body>,
+    ) -> Result<Response<Body>, Rejection> {
+        let mut response = if self.may_unmask(context, masking) {
+            response
+        } else {
+            self.mask_for_caller(context, route, masking, method, response)
+                .await?
+        };
+
+        response::protect_cache(response.headers_mut(), &self.vary_headers(route));
+        Ok(response)
+    }
+
+    async fn mask_for_caller(
+        &self,
+        context: &Context,
+        route: &RouteConfig,
+        masking: &RouteMasking,
+        method: &Method,
+        response: Response<Body>,
+    ) -> Result<Response<Body>, Rejection> {
+        let mask_context = crate::mask::Context {
+            pseudonym_key: self.pseudonym_key(context),
+            unmask: false,
+        };
+        let timeout = route.upstream.response_timeout;
+        let outcome = response::mask(masking, method, response, &mask_context, timeout).await;
+
+        let label = self.route_label(route);
+        match outcome {
+            Ok(Outcome::Masked { response, count }) => {
+                self.metrics.masked_values(&label, count);
+                Ok(response)
+            }
+            Ok(Outcome::Untouched(response)) => Ok(response),
+            Err(unmaskable) => self.handle_unmaskable(route, masking, &label, unmaskable),
+        }
+    }
+
+    /// Blocks or passes a response that could not be masked. A body that
+    /// failed upstream is never passed, because nothing is left to send.
+    fn handle_unmaskable(
+        &self,
+        route: &RouteConfig,
+        masking: &RouteMasking,
+        label: &Arc<String>,
+        unmaskable: Unmaskable,
+    ) -> Result<Response<Body>, Rejection> {
+        let reason = unmaskable.failure.reason();
+        let passed = masking.on_error == OnError::Pass && unmaskable.response.is_some();
+        self.metrics.masking_failure(label, reason, passed);
+        tracing::warn!(
+            route.id = route.id.as_str(),
+            reason,
+            on_error = if passed { "pass" } else { "block" },
+            "response could not be masked"
+        );
+
+        match (unmaskable.failure, unmaskable.response) {
+            (_, Some(response)) if passed => Ok(response),
+            (response::Failure::UpstreamBodyTimeout, _) => Err(Rejection::UpstreamTimeout),
+            (response::Failure::UpstreamBodyFailed, _) => Err(Rejection::UpstreamUnavailable),
+            _ => Err(Rejection::ResponseUnmaskable),
+        }
+    }
+
+    fn may_unmask(&self, context: &Context, masking: &RouteMasking) -> bool {
+        let Some(scope) = &masking.unmask_scope else {
+            return false;
+        };
+        context
+            .identity
+            .as_ref()
+            .is_some_and(|identity| identity.scopes.iter().any(|s| s == scope))
+    }
+
+    /// Returns the tenant's key for a request with a tenant, else the
+    /// top-level key. A tenant never falls back to the top-level key, so
+    /// pseudonyms cannot be linked across tenants.
+    fn pseudonym_key<'a>(&'a self, context: &'a Context) -> Option<&'a PseudonymKey> {
+        match &context.tenant {
+            Some(tenant) => tenant.pseudonym_key.as_ref(),
+            None => self.config.masking.pseudonym_key.as_ref(),
+        }
+    }
+
+    /// Returns the request headers that decide whether and how a response is
+    /// masked: the credential headers, and the tenant header.
+    fn vary_headers(&self, route: &RouteConfig) -> Vec<HeaderName> {
+        let mut names = vec![header::AUTHORIZATION];
+        if let Some(name) = self
+            .config
+            .api_keys
+            .as_ref()
+            .and_then(|keys| keys.header.clone())
+        {
+            names.push(name);
+        }
+        if let Some(TenantFrom::Header(name)) = self.tenant_source(route) {
+            names.push(name.clone());
+        }
+        names
+    }
+
+    fn route_label(&self, route: &RouteConfig) -> Arc<String> {
+        self.labels
+            .routes
+            .get(&route.id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(route.id.clone()))
+    }
+}
