@@ -65,14 +65,20 @@ impl Detector {
 
     /// Finds every match in `text`, as sorted, non-overlapping byte ranges.
     pub fn find(&self, text: &str) -> Vec<Range<usize>> {
-        if !self.may_match(text) {
+        self.find_with(text, &Shape::of(text))
+    }
+
+    /// Like [`Detector::find`], with the shape of `text` measured once for
+    /// all detectors.
+    pub(crate) fn find_with(&self, text: &str, shape: &Shape) -> Vec<Range<usize>> {
+        if !self.may_match(shape) {
             return Vec::new();
         }
 
         match self {
             Detector::Card => find_cards(text),
             Detector::Email => EMAIL.find_iter(text).map(|m| m.range()).collect(),
-            Detector::Phone => find_phones(text),
+            Detector::Phone => find_phones(text, shape),
             Detector::Iban => find_ibans(text),
             Detector::Pattern(pattern) => pattern
                 .regex
@@ -83,17 +89,54 @@ impl Detector {
         }
     }
 
-    /// Rejects, with one byte scan, text with too few digits or no `@` to
-    /// contain a match, so that no regex runs over it.
-    fn may_match(&self, text: &str) -> bool {
-        let digits = || text.bytes().filter(u8::is_ascii_digit).count();
+    /// Rejects text whose shape cannot hold a match, so that no regex runs
+    /// over it: too few digits, no `@`, or no IBAN country and check digits.
+    fn may_match(&self, shape: &Shape) -> bool {
         match self {
-            Detector::Card => digits() >= 13,
-            Detector::Phone => digits() >= 8,
-            Detector::Iban => digits() >= 2,
-            Detector::Email => text.contains('@'),
+            Detector::Card => shape.digits >= 13,
+            Detector::Phone => shape.digits >= 10 || (shape.plus && shape.digits >= 8),
+            Detector::Iban => shape.iban_start,
+            Detector::Email => shape.at_sign,
             Detector::Pattern(_) => true,
         }
+    }
+}
+
+/// What one scan over a text learns for every detector's quick rejection.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Shape {
+    digits: usize,
+    at_sign: bool,
+    plus: bool,
+    /// Two ASCII letters followed by two digits somewhere: the start of an
+    /// IBAN.
+    iban_start: bool,
+}
+
+impl Shape {
+    pub(crate) fn of(text: &str) -> Shape {
+        let mut shape = Shape::default();
+        // Letters, then digits, seen in a row just before this byte.
+        let (mut letters, mut digits_after_letters) = (0u8, 0u8);
+        for byte in text.bytes() {
+            if byte.is_ascii_digit() {
+                shape.digits += 1;
+                if letters >= 2 {
+                    digits_after_letters += 1;
+                    shape.iban_start |= digits_after_letters >= 2;
+                }
+                continue;
+            }
+            shape.at_sign |= byte == b'@';
+            shape.plus |= byte == b'+';
+            if byte.is_ascii_alphabetic() && digits_after_letters == 0 {
+                letters = letters.saturating_add(1);
+            } else {
+                letters = u8::from(byte.is_ascii_alphabetic());
+                digits_after_letters = 0;
+            }
+        }
+        shape
     }
 }
 
@@ -238,10 +281,17 @@ fn has_issuer_prefix(digits: &[u8]) -> bool {
     visa || mastercard || amex || mir || diners || jcb || discover || unionpay || maestro
 }
 
-fn find_phones(text: &str) -> Vec<Range<usize>> {
+/// Runs the phone forms the text can hold: `+` forms need a `+` and 8
+/// digits, the others 10 digits (see [`has_phone_length`]).
+fn find_phones(text: &str, shape: &Shape) -> Vec<Range<usize>> {
     let mut spans: Vec<Range<usize>> = Vec::new();
 
-    for regex in [&*PHONE_INTERNATIONAL, &*PHONE_NANP, &*PHONE_TRUNK] {
+    let international = shape.plus.then_some(&*PHONE_INTERNATIONAL);
+    let national = (shape.digits >= 10).then_some([&*PHONE_NANP, &*PHONE_TRUNK]);
+    let forms = international
+        .into_iter()
+        .chain(national.into_iter().flatten());
+    for regex in forms {
         for found in regex.find_iter(text) {
             if is_isolated(text, found.range()) && has_phone_length(found.as_str()) {
                 spans.push(found.range());

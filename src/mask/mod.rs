@@ -12,6 +12,7 @@ pub mod detect;
 pub mod encoding;
 pub mod path;
 pub mod response;
+mod stream;
 pub mod style;
 
 use std::borrow::Cow;
@@ -77,6 +78,9 @@ pub struct Masker {
     rules: MaskRules,
 }
 
+/// Path states of one value; most values have a few, kept inline.
+type States = smallvec::SmallVec<[PathState; 4]>;
+
 /// Progress of one field rule along a path: `segment` segments matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct PathState {
@@ -97,10 +101,29 @@ impl Masker {
             return 0;
         }
 
-        let root_states: Vec<PathState> = (0..self.rules.fields.len())
+        self.mask_node(value, &self.root_states(), context)
+    }
+
+    /// Masks the JSON document in `json` in one pass, without building a
+    /// tree, and returns the masked bytes and how many values were
+    /// rewritten; `None` when nothing was. Member order is kept. Fails when
+    /// `json` is not exactly one JSON value.
+    pub fn mask_json_bytes(
+        &self,
+        json: &[u8],
+        context: &Context,
+    ) -> Result<Option<(Vec<u8>, usize)>, serde_json::Error> {
+        if context.unmask {
+            serde_json::from_slice::<serde::de::IgnoredAny>(json)?;
+            return Ok(None);
+        }
+        stream::mask_json_bytes(self, json, context)
+    }
+
+    fn root_states(&self) -> States {
+        (0..self.rules.fields.len())
             .map(|rule| PathState { rule, segment: 0 })
-            .collect();
-        self.mask_node(value, &root_states, context)
+            .collect()
     }
 
     /// Masks detector matches in a text body and counts them.
@@ -178,8 +201,8 @@ impl Masker {
     /// Computes the path states of the child under `key`. A descendant
     /// segment stays active below the child as well, so it can match at any
     /// depth.
-    fn advance(&self, states: &[PathState], key: ChildKey<'_>) -> Vec<PathState> {
-        let mut next = Vec::new();
+    fn advance(&self, states: &[PathState], key: ChildKey<'_>) -> States {
+        let mut next = States::new();
         for state in states {
             let Some(segment) = self.rules.fields[state.rule]
                 .path
@@ -235,8 +258,9 @@ impl Masker {
     /// Finds the matches of every detector, sorted and without overlaps.
     fn find_matches(&self, text: &str) -> Vec<(Range<usize>, usize)> {
         let mut matches: Vec<(Range<usize>, usize)> = Vec::new();
+        let shape = detect::Shape::of(text);
         for (rule, detector_rule) in self.rules.detectors.iter().enumerate() {
-            for span in detector_rule.detector.find(text) {
+            for span in detector_rule.detector.find_with(text, &shape) {
                 matches.push((span, rule));
             }
         }

@@ -198,14 +198,11 @@ fn mask_json(
 ) -> Result<(Bytes, usize), Failure> {
     // RFC 8259 section 8.1 lets a parser ignore a byte order mark.
     let json = decoded.strip_prefix(b"\xef\xbb\xbf").unwrap_or(decoded);
-    let mut value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|_| Failure::InvalidJson)?;
-    let count = masking.masker.mask_json(&mut value, context);
-    if count == 0 {
-        return Ok((Bytes::new(), 0));
+    let masked = masking.masker.mask_json_bytes(json, context);
+    match masked.map_err(|_| Failure::InvalidJson)? {
+        Some((bytes, count)) => Ok((Bytes::from(bytes), count)),
+        None => Ok((Bytes::new(), 0)),
     }
-    let serialized = serde_json::to_vec(&value).map_err(|_| Failure::InvalidJson)?;
-    Ok((Bytes::from(serialized), count))
 }
 
 fn mask_text(
