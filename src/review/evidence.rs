@@ -183,9 +183,10 @@ fn audit(gateway: &Gateway) -> ControlEvidence {
     )
 }
 
-/// The audit log cannot run without checkpoints: every record is chained
-/// to the one before and a signed checkpoint follows after a bounded number
-/// of records or time, so integrity is covered whenever audit is on.
+/// Builds the audit integrity entry. The audit log cannot run without
+/// checkpoints, because every record is chained to the one before and a
+/// signed checkpoint follows within bounded records and time, so integrity
+/// is covered whenever audit is on.
 fn audit_integrity(gateway: &Gateway) -> ControlEvidence {
     let controls = ["pci-dss:10.3.2", "nist-csf:PR.PS-04"];
     if gateway.get("audit").is_none() {
@@ -214,8 +215,8 @@ fn audit_integrity(gateway: &Gateway) -> ControlEvidence {
     )
 }
 
-/// The gateway has no retention setting: files rotate, and how long they
-/// are kept is decided wherever they are shipped or archived.
+/// Builds the log retention entry, always outside the gateway, because
+/// the gateway has no retention setting.
 fn log_retention() -> ControlEvidence {
     entry(
         &["pci-dss:10.2.1", "gdpr:5"],
