@@ -4,10 +4,10 @@
 use serde_json::Value;
 
 use super::checks::{self, FindingExt};
-use super::config_checks;
 use super::gateway::{Gateway, RouteView};
 use super::model::{Finding, Severity};
 use super::openapi::{ApiDoc, Operation};
+use super::{access_checks, config_checks};
 
 /// Response field names that hold a card number or a security code, and
 /// personal data, each with the masking detector that finds such values.
@@ -94,6 +94,38 @@ const URL_FIELDS: &[&str] = &[
     "notify_url",
     "notifyurl",
 ];
+/// Query parameter names that carry an API key or a token.
+const KEY_QUERY: &[&str] = &["api_key", "apikey", "api-key", "key", "access_token"];
+/// Body fields ending in `_id` or `Id` that do not name another object.
+const NON_OBJECT_IDS: &[&str] = &[
+    "request_id",
+    "requestid",
+    "correlation_id",
+    "correlationid",
+    "trace_id",
+    "traceid",
+    "idempotency_id",
+    "external_id",
+    "externalid",
+];
+/// Error response fields that reveal internals.
+const VERBOSE_ERROR_FIELDS: &[&str] = &[
+    "stack",
+    "stacktrace",
+    "stack_trace",
+    "trace",
+    "traceback",
+    "exception",
+    "exception_type",
+    "exceptiontype",
+    "debug",
+    "debug_info",
+    "debuginfo",
+    "sql",
+    "sql_state",
+    "sqlstate",
+    "query_sql",
+];
 /// Query parameter names that set a page size.
 const PAGE_SIZE: &[&str] = &[
     "limit",
@@ -124,6 +156,8 @@ pub fn run(gateway: &Gateway, docs: &[ApiDoc]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for doc in docs {
         check_servers(doc, &mut findings);
+        check_key_schemes(doc, &mut findings);
+        check_error_schemas(doc, &mut findings);
         for operation in &doc.operations {
             let routes = matching_routes(gateway, doc, operation);
             check_operation(gateway, doc, operation, &routes, &mut findings);
@@ -155,9 +189,11 @@ fn check_operation(
                 .in_api(location.clone()),
         );
     }
+    let body_ids = body_object_ids(doc, operation);
     for route in routes {
         check_scopes(gateway, operation, route, &location, findings);
         check_masking(gateway, doc, operation, route, findings);
+        check_body_ids(gateway, doc, operation, route, &body_ids, findings);
         if operation.deprecated {
             findings.push(
                 checks::DEPRECATED_ROUTED
@@ -484,6 +520,22 @@ fn check_query(doc: &ApiDoc, operation: &Operation, findings: &mut Vec<Finding>)
                     .in_api(location.clone()),
             );
         }
+        if parameter.location == "query" && KEY_QUERY.contains(&lower.as_str()) {
+            findings.push(
+                checks::API_KEY_IN_QUERY
+                    .finding(
+                        Severity::Medium,
+                        format!(
+                            "{} takes {:?} in the query string",
+                            describe(operation),
+                            parameter.name
+                        ),
+                        "Send keys and tokens in a header (Authorization: ApiKey or Bearer, or api_keys.header) and remove the query parameter from the document.",
+                    )
+                    .in_api(location.clone())
+                    .snippet("api_keys:\n  header: x-api-key"),
+            );
+        }
         if parameter.location == "query"
             && PAGE_SIZE.contains(&lower.as_str())
             && parameter.schema.get("maximum").is_none()
@@ -592,6 +644,159 @@ fn check_servers(doc: &ApiDoc, findings: &mut Vec<Finding>) {
     }
 }
 
+/// Reports `apiKey` security schemes that send the key in the query
+/// string.
+fn check_key_schemes(doc: &ApiDoc, findings: &mut Vec<Finding>) {
+    let Some(Value::Object(schemes)) = doc.root.pointer("/components/securitySchemes") else {
+        return;
+    };
+    for (name, scheme) in schemes {
+        let pointer = format!(
+            "/components/securitySchemes/{}",
+            super::openapi::escape(name)
+        );
+        let Some((scheme, pointer)) = doc.resolve(scheme, &pointer) else {
+            continue;
+        };
+        let api_key = scheme.get("type").and_then(Value::as_str) == Some("apiKey");
+        if !api_key || scheme.get("in").and_then(Value::as_str) != Some("query") {
+            continue;
+        }
+        let parameter = scheme.get("name").and_then(Value::as_str).unwrap_or("?");
+        findings.push(
+            checks::API_KEY_IN_QUERY
+                .finding(
+                    Severity::Medium,
+                    format!(
+                        "{} declares security scheme {name:?}: an API key in query parameter {parameter:?}",
+                        doc.title
+                    ),
+                    "Declare the key in a header (in: header) and configure the gateway to read it there; the gateway never reads keys from the query string.",
+                )
+                .in_api(doc.at(&pointer, None))
+                .snippet("api_keys:\n  header: x-api-key"),
+        );
+    }
+}
+
+/// Returns the request body fields that name other objects by id: names
+/// ending in `_id` or `Id`, and `id` inside a nested object. Server-owned
+/// ids such as `owner_id` are left to PX-DATA-004.
+fn body_object_ids(doc: &ApiDoc, operation: &Operation) -> Vec<(String, String)> {
+    let Some((schema, pointer)) = &operation.request_schema else {
+        return Vec::new();
+    };
+    let top = doc
+        .resolve(schema, pointer)
+        .map(|(_, resolved)| format!("{resolved}/properties/"))
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    doc.walk_properties(schema, pointer, &mut |name, property, property_pointer| {
+        let lower = name.to_ascii_lowercase();
+        let read_only = property.get("readOnly") == Some(&Value::Bool(true));
+        let suffixed = lower.ends_with("_id") || (name.len() > 2 && name.ends_with("Id"));
+        let top_level = property_pointer
+            .strip_prefix(&top)
+            .is_some_and(|rest| !rest.contains('/'));
+        let nested_id = lower == "id" && !top_level;
+        let excluded =
+            PRIVILEGED_FIELDS.contains(&lower.as_str()) || NON_OBJECT_IDS.contains(&lower.as_str());
+        if (suffixed || nested_id) && !read_only && !excluded {
+            found.push((name.to_string(), property_pointer.to_string()));
+        }
+    });
+    found
+}
+
+fn check_body_ids(
+    gateway: &Gateway,
+    doc: &ApiDoc,
+    operation: &Operation,
+    route: &RouteView,
+    ids: &[(String, String)],
+    findings: &mut Vec<Finding>,
+) {
+    let Some((_, first)) = ids.first() else {
+        return;
+    };
+    if route.public || route.policy.is_some() || access_checks::tenant_bound(gateway, route) {
+        return;
+    }
+    let names: Vec<&str> = ids.iter().map(|(name, _)| name.as_str()).collect();
+    findings.push(
+        checks::BODY_OBJECT_ID
+            .finding(
+                Severity::High,
+                format!(
+                    "{} takes {} in its request body, and route {:?} has no require.policy and no tenant binding",
+                    describe(operation),
+                    names.join(", "),
+                    route.id
+                ),
+                "Add a policy that checks the caller owns every object the body names, or bind the route to the caller's tenant.",
+            )
+            .in_api(doc.at(first, Some(operation)))
+            .in_config(gateway.at_route(route, "require"))
+            .snippet("require:\n  policy: data.payments.owns_body_objects   # input.body vs input.identity"),
+    );
+}
+
+/// Field names with their JSON Pointers.
+type NamedFields = Vec<(String, String)>;
+
+/// Returns the fields of an operation's error responses that reveal
+/// internals, with their pointers.
+fn verbose_fields(doc: &ApiDoc, operation: &Operation) -> NamedFields {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (schema, pointer) in &operation.error_schemas {
+        doc.walk_properties(schema, pointer, &mut |name, _, property_pointer| {
+            let verbose = VERBOSE_ERROR_FIELDS.contains(&name.to_ascii_lowercase().as_str());
+            if verbose && !found.iter().any(|(_, p)| p == property_pointer) {
+                found.push((name.to_string(), property_pointer.to_string()));
+            }
+        });
+    }
+    found
+}
+
+/// Reports verbose error schemas once per schema: operations sharing one
+/// error schema give one finding, located at the first of them.
+fn check_error_schemas(doc: &ApiDoc, findings: &mut Vec<Finding>) {
+    let mut groups: Vec<(NamedFields, Vec<&Operation>)> = Vec::new();
+    for operation in &doc.operations {
+        let fields = verbose_fields(doc, operation);
+        if fields.is_empty() {
+            continue;
+        }
+        match groups.iter_mut().find(|(known, _)| *known == fields) {
+            Some((_, operations)) => operations.push(operation),
+            None => groups.push((fields, vec![operation])),
+        }
+    }
+    for (fields, operations) in groups {
+        let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+        let others = match operations.len() - 1 {
+            0 => String::new(),
+            1 => "; 1 other operation shares them".to_string(),
+            n => format!("; {n} other operations share them"),
+        };
+        let mut finding = checks::VERBOSE_ERRORS
+            .finding(
+                Severity::Medium,
+                format!(
+                    "{} documents error responses with {}{others}",
+                    describe(operations[0]),
+                    names.join(", ")
+                ),
+                "Return RFC 9457 problem details with a fixed title and a correlation id; keep stack traces, exception names and SQL in the server's logs.",
+            )
+            .in_api(doc.at(&fields[0].1, Some(operations[0])));
+        let excerpt: Vec<String> = fields.iter().map(|(n, p)| format!("{n}: {p}")).collect();
+        finding.excerpt = Some(excerpt.join("\n"));
+        findings.push(finding);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,5 +850,88 @@ mod tests {
             sensitive_field("email", "/x"),
             Some((Severity::High, Some("email")))
         );
+    }
+
+    const GATEWAY: &str = "routes:\n  - id: transfer\n    match: { path: /transfers, methods: [POST] }\n    require: { scopes: [t] }\n  - id: owned\n    match: { path: /owned, methods: [POST] }\n    require: { scopes: [t], policy: data.t.owns }\n";
+
+    /// Runs the document checks on one document against `GATEWAY` with
+    /// `top` prepended, and returns id, evidence and pointer per finding.
+    fn review(top: &str, document: &str) -> Vec<(String, String, String)> {
+        let gateway = Gateway::parse(
+            &format!("{top}{GATEWAY}"),
+            "gw.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let doc = ApiDoc::parse(
+            &format!("openapi: 3.0.3\ninfo: {{ title: T, version: '1' }}\n{document}"),
+            "api.yaml",
+        )
+        .unwrap();
+        run(&gateway, &[doc])
+            .into_iter()
+            .map(|f| {
+                let pointer = f.openapi.map(|o| o.pointer).unwrap_or_default();
+                (f.id, f.evidence, pointer)
+            })
+            .collect()
+    }
+
+    fn only(found: &[(String, String, String)], id: &str) -> Vec<(String, String, String)> {
+        found.iter().filter(|f| f.0 == id).cloned().collect()
+    }
+
+    const TRANSFER_BODY: &str = "paths:\n  /transfers:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: { $ref: '#/components/schemas/Transfer' }\n      responses: { '201': { description: ok } }\n  /owned:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: { $ref: '#/components/schemas/Transfer' }\n      responses: { '201': { description: ok } }\ncomponents:\n  schemas:\n    Transfer:\n      type: object\n      properties:\n        id: { type: string }\n        fromAccountId: { type: string }\n        beneficiary: { type: object, properties: { id: { type: string } } }\n        request_id: { type: string }\n        owner_id: { type: string }\n        created_by_id: { type: string, readOnly: true }\n";
+
+    #[test]
+    fn body_object_ids_need_policy_or_tenant() {
+        let found = only(&review("", TRANSFER_BODY), "PX-AUTHZ-005");
+        assert_eq!(
+            found.len(),
+            1,
+            "only the route without a policy: {found:#?}"
+        );
+        assert_eq!(
+            found[0].1,
+            "POST /transfers takes id, fromAccountId in its request body, and route \"transfer\" has no require.policy and no tenant binding"
+        );
+        assert_eq!(
+            found[0].2,
+            "/components/schemas/Transfer/properties/beneficiary/properties/id"
+        );
+        let bound = review("tenant_from: { header: x-tenant-id }\n", TRANSFER_BODY);
+        assert!(
+            only(&bound, "PX-AUTHZ-005").is_empty(),
+            "a tenant binding counts"
+        );
+    }
+
+    #[test]
+    fn api_keys_in_query_reported() {
+        let document = "paths:\n  /transfers:\n    post:\n      parameters:\n        - { name: api_key, in: query, schema: { type: string } }\n        - { name: keyword, in: query, schema: { type: string } }\n      responses: { '201': { description: ok } }\ncomponents:\n  securitySchemes:\n    legacy: { type: apiKey, in: query, name: apikey }\n    header: { type: apiKey, in: header, name: x-api-key }\n    bearer: { type: http, scheme: bearer }\n";
+        let found = only(&review("", document), "PX-AUTH-007");
+        let pointers: Vec<&str> = found.iter().map(|f| f.2.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/components/securitySchemes/legacy",
+                "/paths/~1transfers/post/parameters/0"
+            ]
+        );
+    }
+
+    #[test]
+    fn verbose_error_schema_reported_once() {
+        let document = "paths:\n  /transfers:\n    post:\n      responses:\n        '201': { description: ok }\n        '500': { $ref: '#/components/responses/Failure' }\n  /owned:\n    post:\n      responses:\n        '201': { description: ok, content: { application/json: { schema: { type: object, properties: { trace: { type: string } } } } } }\n        default: { $ref: '#/components/responses/Failure' }\ncomponents:\n  responses:\n    Failure:\n      description: failed\n      content:\n        application/json:\n          schema:\n            type: object\n            properties:\n              title: { type: string }\n              stackTrace: { type: string }\n              sql: { type: string }\n";
+        let found = only(&review("", document), "PX-DATA-006");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            found[0].1,
+            "POST /owned documents error responses with sql, stackTrace; 1 other operation shares them"
+        );
+        let problem_details = document
+            .replace("stackTrace", "detail")
+            .replace("sql", "instance");
+        assert!(only(&review("", &problem_details), "PX-DATA-006").is_empty());
     }
 }

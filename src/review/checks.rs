@@ -96,6 +96,12 @@ check!(NO_ALGORITHMS, "PX-AUTH-005", false, "Issuer has no algorithm allow-list"
 check!(NO_REVOCATION, "PX-AUTH-006", false, "No way to revoke a token before it expires",
     "Without introspection or a shared revocation store, a leaked token stays valid until it expires.",
     ["owasp-api:API2", "pci-dss:8.6.3", "nist-csf:PR.AA-01"]);
+check!(API_KEY_IN_QUERY, "PX-AUTH-007", true, "API key accepted in the query string",
+    "A key in a URL is written to browser history, proxy and server logs and referrer headers; the gateway never reads query keys, but the key still travels to the upstream with the URL.",
+    ["owasp-api:API2", "pci-dss:8.6.3", "nist-csf:PR.AA-01"]);
+check!(LONG_TOKEN_LIFETIME, "PX-AUTH-008", false, "Token stays usable for long",
+    "A long token lifetime, or an introspection result reused for long, keeps a stolen or revoked token working for that time.",
+    ["owasp-api:API2", "pci-dss:8.6.3", "nist-csf:PR.AA-03"]);
 check!(BOLA, "PX-AUTHZ-001", false, "Object id in path without an ownership or tenant check",
     "The gateway checks that the caller may use the route but not that the object named in the path belongs to the caller, so any valid caller can try other ids.",
     ["owasp-api:API1", "pci-dss:7.2.1", "gdpr:32", "nist-csf:PR.AA-05"]);
@@ -105,6 +111,15 @@ check!(SCOPES_WEAKER, "PX-AUTHZ-002", true, "Gateway enforces fewer scopes than 
 check!(PRIVILEGED_UNGUARDED, "PX-AUTHZ-003", false, "Privileged route guarded by authentication alone",
     "A delete or administrative function open to every authenticated caller lets any user or client perform it.",
     ["owasp-api:API5", "pci-dss:7.2.2", "nist-csf:PR.AA-05"]);
+check!(PRIVILEGED_COMMON_SCOPE, "PX-AUTHZ-004", false, "Privileged route guarded by a scope every route requires",
+    "A scope that every route asks for is held by every caller that uses the API at all, so it does not reserve the privileged function to anyone.",
+    ["owasp-api:API5", "pci-dss:7.2.2", "nist-csf:PR.AA-05"]);
+check!(BODY_OBJECT_ID, "PX-AUTHZ-005", true, "Object id in request body without an ownership or tenant check",
+    "The request body names other objects by id, and neither a policy nor a tenant binding checks that they belong to the caller, so any valid caller can act on other callers' objects.",
+    ["owasp-api:API1", "pci-dss:7.2.1", "gdpr:32", "nist-csf:PR.AA-05"]);
+check!(CROSS_TENANT, "PX-AUTHZ-006", false, "Route reachable across tenants",
+    "When the gateway does not compare the tenant a request addresses with the tenant of its credential, a client of one tenant reaches another tenant's data.",
+    ["owasp-api:API1", "pci-dss:7.2.1", "gdpr:32", "nist-csf:PR.AA-05"]);
 check!(FLOW_UNLIMITED, "PX-ABUSE-001", false, "Sensitive flow without a rate limit",
     "Sign-in, one-time codes, password reset and money movement can be driven at machine speed: credential stuffing, code guessing and fraud follow.",
     ["owasp-api:API6", "owasp-api:API4", "pci-dss:8.3.4", "nist-csf:PR.IR-04"]);
@@ -136,6 +151,9 @@ check!(
     "A page-size parameter without a maximum lets one request ask for the whole collection.",
     ["owasp-api:API4", "nist-csf:PR.IR-04"]
 );
+check!(VERBOSE_ERRORS, "PX-DATA-006", true, "Error response exposes internal details",
+    "Stack traces, exception names, SQL and debug fields in error responses tell an attacker which software, queries and paths sit behind the API.",
+    ["owasp-api:API8", "pci-dss:6.2.4", "nist-csf:PR.PS-01"]);
 check!(PLAIN_HTTP, "PX-TLS-001", false, "Listener serves plain HTTP",
     "Without TLS on the listener, tokens and payment or personal data cross the network in clear unless something in front terminates TLS.",
     ["owasp-api:API8", "pci-dss:4.2.1", "gdpr:32", "nist-csf:PR.DS-02"]);
@@ -147,6 +165,9 @@ check!(
     "Requests, identity headers and responses travel in clear between the gateway and the API.",
     ["owasp-api:API10", "pci-dss:4.2.1", "nist-csf:PR.DS-02"]
 );
+check!(OLD_TLS, "PX-TLS-003", false, "TLS minimum version below 1.2",
+    "TLS 1.0 and 1.1 have known weaknesses and are no longer accepted as strong cryptography for card data.",
+    ["owasp-api:API8", "pci-dss:4.2.1", "gdpr:32", "nist-csf:PR.DS-02"]);
 check!(
     ADMIN_EXPOSED,
     "PX-PLAT-001",
@@ -188,6 +209,13 @@ check!(
     ["pci-dss:10.2.1", "nist-csf:PR.PS-04"]
 );
 
+check!(AUDIT_LOSSY, "PX-LOG-003", false, "Audit records can be lost",
+    "With on_failure: allow, requests are served while the audit log cannot be written; with an fsync interval, records of the last interval are lost when the host fails.",
+    ["pci-dss:10.2.1", "pci-dss:10.3.2", "nist-csf:PR.PS-04"]);
+check!(DECISION_INPUT_LOGGED, "PX-LOG-004", false, "Policy input logged without scrubbing",
+    "The decision log then carries the whole policy input, with claims, headers and subjects, while the logging settings leave personal fields in clear.",
+    ["gdpr:5", "gdpr:25", "gdpr:32", "nist-csf:PR.DS-01"]);
+
 /// Every check, in the order reports document them.
 pub const ALL: &[&CheckDef] = &[
     &PUBLIC_ROUTE,
@@ -196,9 +224,14 @@ pub const ALL: &[&CheckDef] = &[
     &LONG_CLOCK_SKEW,
     &NO_ALGORITHMS,
     &NO_REVOCATION,
+    &API_KEY_IN_QUERY,
+    &LONG_TOKEN_LIFETIME,
     &BOLA,
     &SCOPES_WEAKER,
     &PRIVILEGED_UNGUARDED,
+    &PRIVILEGED_COMMON_SCOPE,
+    &BODY_OBJECT_ID,
+    &CROSS_TENANT,
     &FLOW_UNLIMITED,
     &FLOW_LIMIT_SPOOFABLE,
     &SENSITIVE_RESPONSE,
@@ -206,8 +239,10 @@ pub const ALL: &[&CheckDef] = &[
     &LARGE_BODY_LIMIT,
     &MASS_ASSIGNMENT,
     &UNBOUNDED_PAGE,
+    &VERBOSE_ERRORS,
     &PLAIN_HTTP,
     &PLAIN_UPSTREAM,
+    &OLD_TLS,
     &ADMIN_EXPOSED,
     &HEADERS_WEAKENED,
     &PAN_URL_ALLOWED,
@@ -218,6 +253,8 @@ pub const ALL: &[&CheckDef] = &[
     &SSRF,
     &NO_AUDIT,
     &NO_ACCESS_LOG,
+    &AUDIT_LOSSY,
+    &DECISION_INPUT_LOGGED,
 ];
 
 /// Finds a check by id.

@@ -9,6 +9,7 @@ use crate::config::yaml::{Node, Value};
 use super::checks::{self, FindingExt};
 use super::gateway::{get, strings, text, Gateway, RouteView};
 use super::model::{Finding, Severity, SkippedCheck};
+use super::{access_checks, log_checks, token_checks};
 
 /// Shortest HMAC secret accepted without a finding, in bytes (256 bits,
 /// the output size of SHA-256).
@@ -57,6 +58,9 @@ pub fn run(gateway: &Gateway, with_documents: bool) -> Outcome {
     check_admin(gateway, &mut out.findings);
     check_headers(gateway, &mut out.findings);
     check_logging(gateway, &mut out.findings);
+    access_checks::run(gateway, &mut out.findings);
+    token_checks::run(gateway, &mut out.findings);
+    log_checks::run(gateway, &mut out.findings);
     out
 }
 
@@ -89,7 +93,7 @@ pub fn public_route(gateway: &Gateway, route: &RouteView) -> Finding {
 
 /// Visits every issuer, in `authentication.issuers` and under tenants,
 /// with its key path.
-fn issuers(gateway: &Gateway) -> Vec<(String, &Node)> {
+pub fn issuers(gateway: &Gateway) -> Vec<(String, &Node)> {
     let mut found = Vec::new();
     if let Some(Value::Sequence(items)) = gateway.get("authentication.issuers").map(|n| &n.value) {
         for (i, item) in items.iter().enumerate() {
@@ -281,11 +285,7 @@ fn check_object_ids(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Fin
 }
 
 fn check_privileged(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Finding>) {
-    let privileged = route.methods.iter().any(|m| m == "DELETE")
-        || route
-            .path
-            .split('/')
-            .any(|s| s == "admin" || s == "internal");
+    let privileged = access_checks::is_privileged(route);
     let guarded = !route.scopes.is_empty() || !route.roles.is_empty() || route.policy.is_some();
     if route.public || !privileged || guarded {
         return;
@@ -496,6 +496,7 @@ fn check_server(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 .snippet("server:\n  tls:\n    certificate: certs/api.pem\n    key: certs/api.key\n    min_version: \"1.2\""),
         );
     }
+    check_tls_version(gateway, findings);
     if let Some(limit) = location_size(gateway, "server.limits.max_body_bytes") {
         if limit > MAX_BODY_BYTES {
             let node = node_at(gateway, "server.limits.max_body_bytes").expect("read above");
@@ -521,6 +522,35 @@ fn check_server(gateway: &Gateway, findings: &mut Vec<Finding>) {
             );
         }
     }
+}
+
+/// Reports a `server.tls.min_version` below 1.2. The gateway offers no
+/// cipher setting: rustls picks from its own list of strong suites.
+fn check_tls_version(gateway: &Gateway, findings: &mut Vec<Finding>) {
+    let Some(node) = gateway.get("server.tls.min_version") else {
+        return;
+    };
+    let written = text(node).unwrap_or_default();
+    let version = written
+        .trim()
+        .to_ascii_lowercase()
+        .trim_start_matches("tls")
+        .trim_start_matches('v')
+        .trim()
+        .to_string();
+    if !matches!(version.as_str(), "1" | "1.0" | "1.1") {
+        return;
+    }
+    findings.push(
+        checks::OLD_TLS
+            .finding(
+                Severity::High,
+                format!("server.tls.min_version is {written}"),
+                "Accept TLS 1.2 and later only; the gateway itself refuses lower values, so this configuration also fails `portcullis check`.",
+            )
+            .in_config(gateway.at(node, "server.tls.min_version"))
+            .snippet("server:\n  tls:\n    min_version: \"1.2\""),
+    );
 }
 
 fn check_upstreams(gateway: &Gateway, findings: &mut Vec<Finding>) {
@@ -641,5 +671,53 @@ fn check_logging(gateway: &Gateway, findings: &mut Vec<Finding>) {
                     .snippet("server:\n  access_log: true"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(config: &str) -> Vec<Finding> {
+        let gateway = Gateway::parse(config, "gw.yaml", Path::new(".")).unwrap();
+        run(&gateway, false).findings
+    }
+
+    #[test]
+    fn tls_minimum_version_below_1_2_reported() {
+        let cases = [
+            ("TLS 1.0 as a number", "min_version: 1.0", true),
+            ("TLS 1.1 as a string", "min_version: \"1.1\"", true),
+            ("TLSv1.1 spelled out", "min_version: TLSv1.1", true),
+            ("TLS 1.2", "min_version: \"1.2\"", false),
+            ("TLS 1.3", "min_version: \"1.3\"", false),
+        ];
+        for (description, setting, expected) in cases {
+            let found = findings(&format!(
+                "server:\n  address: 0.0.0.0:8443\n  tls: {{ certificate: c.pem, key: k.pem, {setting} }}\n"
+            ));
+            let old: Vec<&Finding> = found.iter().filter(|f| f.id == "PX-TLS-003").collect();
+            assert_eq!(!old.is_empty(), expected, "{description}");
+            if expected {
+                assert_eq!(
+                    old[0].config.as_ref().unwrap().key_path,
+                    "server.tls.min_version"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refund_without_scope_is_privileged() {
+        let found = findings(
+            "routes:\n  - id: refund\n    match: { path: '/payments/{paymentId}/refunds', methods: [POST] }\n    require: { policy: data.p.allow }\n  - id: refund-open\n    match: { path: /refunds, methods: [POST] }\n",
+        );
+        let privileged: Vec<&str> = found
+            .iter()
+            .filter(|f| f.id == "PX-AUTHZ-003")
+            .map(|f| f.evidence.as_str())
+            .collect();
+        assert_eq!(privileged.len(), 1, "{privileged:?}");
+        assert!(privileged[0].contains("refund-open"), "{privileged:?}");
     }
 }

@@ -14,11 +14,13 @@ pub fn collect(
 ) -> Vec<ControlEvidence> {
     vec![
         authentication(gateway),
-        transport(gateway),
+        transport(gateway, findings),
         masking(gateway, findings, with_documents),
         rate_limits(gateway),
         object_access(gateway),
         audit(gateway),
+        audit_integrity(gateway),
+        log_retention(),
         card_numbers_in_urls(gateway),
     ]
 }
@@ -61,7 +63,7 @@ fn authentication(gateway: &Gateway) -> ControlEvidence {
     )
 }
 
-fn transport(gateway: &Gateway) -> ControlEvidence {
+fn transport(gateway: &Gateway, findings: &[Finding]) -> ControlEvidence {
     let controls = ["pci-dss:4.2.1", "nist-csf:PR.DS-02", "gdpr:32"];
     let Some(tls) = gateway.get("server.tls") else {
         return entry(
@@ -74,12 +76,20 @@ fn transport(gateway: &Gateway) -> ControlEvidence {
     let version = super::gateway::get(tls, "min_version")
         .and_then(text)
         .unwrap_or("1.2");
+    // PX-TLS-003 reports a minimum below 1.2.
+    let old_version = findings.iter().any(|f| f.id == "PX-TLS-003");
+    let support = if old_version {
+        Support::Partial
+    } else {
+        Support::Supported
+    };
     entry(
         &controls,
         "Encryption in transit",
-        Support::Supported,
+        support,
         format!(
-            "The listener serves TLS only, version {version} or later. Certificate management and the links behind the gateway are checked separately (see PX-TLS-002)."
+            "The listener serves TLS only, version {version} or later{}. Cipher suites are not configurable: the gateway uses the default suites of rustls with the ring provider, all AEAD with ephemeral key exchange. Certificate management and the links behind the gateway are checked separately (see PX-TLS-002).",
+            if old_version { " (below 1.2, see PX-TLS-003)" } else { "" }
         ),
     )
 }
@@ -173,6 +183,49 @@ fn audit(gateway: &Gateway) -> ControlEvidence {
     )
 }
 
+/// Builds the audit integrity entry. The audit log cannot run without
+/// checkpoints, because every record is chained to the one before and a
+/// signed checkpoint follows within bounded records and time, so integrity
+/// is covered whenever audit is on.
+fn audit_integrity(gateway: &Gateway) -> ControlEvidence {
+    let controls = ["pci-dss:10.3.2", "nist-csf:PR.PS-04"];
+    if gateway.get("audit").is_none() {
+        return entry(
+            &controls,
+            "Integrity of the audit trail",
+            Support::NotEvidenced,
+            "No audit section is configured.".into(),
+        );
+    }
+    let records = gateway
+        .get("audit.checkpoint_records")
+        .and_then(text)
+        .unwrap_or("1000");
+    let interval = gateway
+        .get("audit.checkpoint_interval")
+        .and_then(text)
+        .unwrap_or("60s");
+    entry(
+        &controls,
+        "Integrity of the audit trail",
+        Support::Supported,
+        format!(
+            "Each audit record is hash-chained to the one before, and an Ed25519-signed checkpoint follows at most {records} records or {interval} after the last one; `portcullis audit verify` detects a changed, removed or reordered record. Keeping the signing key away from whoever can write the log is up to the operator."
+        ),
+    )
+}
+
+/// Builds the log retention entry, always outside the gateway, because
+/// the gateway has no retention setting.
+fn log_retention() -> ControlEvidence {
+    entry(
+        &["pci-dss:10.2.1", "gdpr:5"],
+        "Retention of audit and log records",
+        Support::OutsideGateway,
+        "The gateway has no retention setting: it rotates audit files and writes log lines to standard output, and how long either is kept (at least a year, three months of it at hand, for PCI DSS; no longer than needed for GDPR) is decided by the storage or log system they go to.".into(),
+    )
+}
+
 fn card_numbers_in_urls(gateway: &Gateway) -> ControlEvidence {
     let off = gateway.get("server.reject_pan_in_url").and_then(text) == Some("false");
     let (support, evidence) = if off {
@@ -189,4 +242,43 @@ fn card_numbers_in_urls(gateway: &Gateway) -> ControlEvidence {
         support,
         evidence.into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn evidence(config: &str, topic: &str) -> ControlEvidence {
+        let gateway = Gateway::parse(config, "gw.yaml", Path::new(".")).unwrap();
+        collect(&gateway, &[], false)
+            .into_iter()
+            .find(|entry| entry.topic == topic)
+            .unwrap_or_else(|| panic!("no entry {topic:?}"))
+    }
+
+    #[test]
+    fn log_retention_always_outside_gateway() {
+        for config in ["audit: { directory: /a }\n", "server: {}\n"] {
+            let entry = evidence(config, "Retention of audit and log records");
+            assert_eq!(entry.support, Support::OutsideGateway, "{config}");
+        }
+    }
+
+    #[test]
+    fn audit_integrity_follows_audit() {
+        let on = evidence(
+            "audit: { directory: /a, checkpoint_records: 500 }\n",
+            "Integrity of the audit trail",
+        );
+        assert_eq!(on.support, Support::Supported);
+        assert!(
+            on.evidence.contains("at most 500 records or 60s"),
+            "{}",
+            on.evidence
+        );
+        let off = evidence("server: {}\n", "Integrity of the audit trail");
+        assert_eq!(off.support, Support::NotEvidenced);
+    }
 }

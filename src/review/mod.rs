@@ -6,15 +6,18 @@
 //! maps each finding to controls of the catalogue (`controls`), states the
 //! controls in place (`evidence`) and renders the report (`render`).
 
+pub mod access_checks;
 pub mod api_checks;
 pub mod checks;
 pub mod config_checks;
 pub mod controls;
 pub mod evidence;
 pub mod gateway;
+pub mod log_checks;
 pub mod model;
 pub mod openapi;
 pub mod render;
+pub mod token_checks;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

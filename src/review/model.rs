@@ -147,6 +147,9 @@ pub enum Support {
     Partial,
     /// Nothing in the configuration shows it.
     NotEvidenced,
+    /// No gateway setting can provide it, such as how long logs are kept;
+    /// the operator must show it with other evidence.
+    OutsideGateway,
 }
 
 impl Support {
@@ -155,6 +158,7 @@ impl Support {
             Support::Supported => "supported",
             Support::Partial => "partial",
             Support::NotEvidenced => "not evidenced",
+            Support::OutsideGateway => "outside the gateway",
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct Operation {
     pub request_schema: Option<(Value, String)>,
     /// Schemas of successful responses, each with its pointer.
     pub response_schemas: Vec<(Value, String)>,
+    /// Schemas of error responses (4XX, 5XX and `default`), each with its
+    /// pointer.
+    pub error_schemas: Vec<(Value, String)>,
     /// JSON Pointer of the operation object.
     pub pointer: String,
 }
@@ -277,7 +280,8 @@ impl ApiDoc {
             security_explicit: own_security.is_some(),
             parameters,
             request_schema: self.request_schema(operation, &pointer),
-            response_schemas: self.response_schemas(operation, &pointer),
+            response_schemas: self.response_schemas(operation, &pointer, is_success),
+            error_schemas: self.response_schemas(operation, &pointer, is_error),
             pointer,
         }
     }
@@ -307,13 +311,19 @@ impl ApiDoc {
         media_schema(body, &body_pointer)
     }
 
-    fn response_schemas(&self, operation: &Value, pointer: &str) -> Vec<(Value, String)> {
+    /// Returns the schemas of the responses whose status `wanted` selects.
+    fn response_schemas(
+        &self,
+        operation: &Value,
+        pointer: &str,
+        wanted: fn(&str) -> bool,
+    ) -> Vec<(Value, String)> {
         let Some(Value::Object(responses)) = operation.get("responses") else {
             return Vec::new();
         };
         responses
             .iter()
-            .filter(|(status, _)| status.starts_with('2') || status.as_str() == "default")
+            .filter(|(status, _)| wanted(status))
             .filter_map(|(status, response)| {
                 let response_pointer = format!("{pointer}/responses/{}", escape(status));
                 let (response, response_pointer) = self.resolve(response, &response_pointer)?;
@@ -333,6 +343,17 @@ impl ApiDoc {
             ));
         }
     }
+}
+
+/// Whether a response status is a success; `default` counts as one too,
+/// because it may describe the normal answer.
+fn is_success(status: &str) -> bool {
+    status.starts_with('2') || status == "default"
+}
+
+/// Whether a response status describes an error: 4XX, 5XX or `default`.
+fn is_error(status: &str) -> bool {
+    status.starts_with('4') || status.starts_with('5') || status == "default"
 }
 
 /// Picks the JSON media type's schema, else the first media type's.

@@ -151,10 +151,16 @@ fn payments_example_controls_never_claim_compliance() {
     for entry in report["controls_in_place"].as_array().unwrap() {
         let support = entry["support"].as_str().unwrap();
         assert!(
-            ["supported", "partial", "not_evidenced"].contains(&support),
+            ["supported", "partial", "not_evidenced", "outside_gateway"].contains(&support),
             "{support}"
         );
         let topic = entry["topic"].as_str().unwrap();
+        if topic == "Retention of audit and log records" {
+            assert_eq!(
+                support, "outside_gateway",
+                "the gateway has no retention setting"
+            );
+        }
         if topic == "Audit trail" {
             assert_eq!(
                 support, "partial",
@@ -314,27 +320,107 @@ fn sarif_report_matches_golden() {
     );
 }
 
-/// Checks the properties SARIF 2.1.0 requires of the parts this report
-/// writes (the schema itself is not vendored into the repository).
+/// Compiles the OASIS SARIF 2.1.0 schema vendored under
+/// `tests/data/review/sarif/` (see its NOTICE.md), with `format` checked
+/// as an assertion so URIs and dates are validated too.
+fn sarif_validator() -> jsonschema::Validator {
+    let text =
+        std::fs::read_to_string(root().join("tests/data/review/sarif/sarif-schema-2.1.0.json"))
+            .unwrap();
+    // NOTE: the published schema's `language` patterns end in `]?$`, an
+    // unmatched `]` that ECMA-262 reads as a literal but this validator
+    // rejects as an invalid regex. The file stays as published; the copy in
+    // memory escapes the bracket, which matches the same strings.
+    let broken = r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$""#;
+    assert!(
+        text.contains(broken),
+        "the schema's language pattern changed"
+    );
+    let text = text.replace(broken, r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}\\]?$""#);
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the SARIF schema compiles")
+}
+
+/// Lists every schema violation of a SARIF log, one line each.
+fn sarif_violations(validator: &jsonschema::Validator, log: &Value) -> Vec<String> {
+    validator
+        .iter_errors(log)
+        .map(|error| format!("{}: {error}", error.instance_path()))
+        .collect()
+}
+
 #[test]
-fn sarif_report_has_required_properties() {
+fn sarif_reports_valid_against_schema() {
+    let validator = sarif_validator();
+    let cases = [
+        ("small fixture with documents", fixture("sarif").stdout),
+        (
+            "payments example with documents",
+            review(&[
+                "-c",
+                "examples/payments/portcullis.yaml",
+                "--openapi",
+                "examples/payments/payments-api.yaml",
+                "--openapi",
+                "examples/payments/cards-api.yaml",
+                "--format",
+                "sarif",
+            ])
+            .stdout,
+        ),
+        (
+            "payments configuration alone",
+            review(&[
+                "-c",
+                "examples/payments/portcullis.yaml",
+                "--format",
+                "sarif",
+            ])
+            .stdout,
+        ),
+    ];
+    for (description, output) in cases {
+        let log: Value = serde_json::from_slice(&output).expect("the SARIF log is JSON");
+        let violations = sarif_violations(&validator, &log);
+        assert!(violations.is_empty(), "{description}: {violations:#?}");
+        assert!(
+            !log["runs"][0]["results"].as_array().unwrap().is_empty(),
+            "{description}: no results to validate"
+        );
+    }
+}
+
+#[test]
+fn sarif_schema_rejects_broken_log() {
+    let validator = sarif_validator();
+    let mut log: Value = serde_json::from_slice(&fixture("sarif").stdout).unwrap();
+    log["runs"][0]["results"][0]["level"] = "fatal".into();
+    log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] =
+        0.into();
+    let violations = sarif_violations(&validator, &log);
+    assert!(
+        violations.iter().any(|v| v.contains("/level")),
+        "{violations:#?}"
+    );
+    assert!(
+        violations.iter().any(|v| v.contains("/startLine")),
+        "{violations:#?}"
+    );
+}
+
+/// Checks what the schema cannot: each result names the rule at its index.
+#[test]
+fn sarif_results_point_at_their_rules() {
     let log: Value = serde_json::from_slice(&fixture("sarif").stdout).unwrap();
-    assert_eq!(log["version"], "2.1.0");
     let run = &log["runs"][0];
-    assert!(run["tool"]["driver"]["name"].is_string());
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
     for result in run["results"].as_array().unwrap() {
-        assert!(result["message"]["text"].is_string());
-        assert!(["error", "warning", "note"].contains(&result["level"].as_str().unwrap()));
         let index = result["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[index]["id"], result["ruleId"]);
-        for location in result["locations"].as_array().unwrap() {
-            let physical = &location["physicalLocation"];
-            assert!(physical["artifactLocation"]["uri"].is_string());
-            if let Some(line) = physical["region"]["startLine"].as_u64() {
-                assert!(line >= 1);
-            }
-        }
     }
 }
 

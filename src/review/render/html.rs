@@ -17,7 +17,7 @@ th{background:#f1f3f6}td a{white-space:nowrap}.counts{display:flex;gap:.8rem;mar
 .finding.critical{border-left-color:#8e1b1b;background:none}.finding.high{border-left-color:#c2410c;background:none}\
 .finding.medium{border-left-color:#a16207;background:none}.finding.low{border-left-color:#2f6f8f;background:none}\
 .finding h3{margin:.2rem 0}code,pre{font-family:ui-monospace,monospace;font-size:.85rem}pre{background:#f6f8fa;padding:.5rem;overflow-x:auto}\
-dt{font-weight:600}dd{margin:0 0 .4rem 0}.muted{color:#5b6675}.supported{color:#166534}.partial{color:#a16207}.not_evidenced{color:#8e1b1b}";
+dt{font-weight:600}dd{margin:0 0 .4rem 0}.muted{color:#5b6675}.supported{color:#166534}.partial{color:#a16207}.not_evidenced{color:#8e1b1b}.outside_gateway{color:#5b6675}";
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
