@@ -39,13 +39,13 @@ const STYLES: &str = "redact, pci or pseudonym";
 pub struct Obligations {
     /// Fields to mask, in the order the rule listed them.
     pub mask: Vec<FieldRule>,
-    /// Maskings built from `mask` and a route's own rules, per route id and
-    /// whether the caller holds the route's unmask scope.
+    /// Maskings built from `mask` and a route's own rules, keyed by route id
+    /// and whether the caller has the route's unmask scope.
     maskings: Mutex<HashMap<(String, bool), Arc<RouteMasking>>>,
 }
 
-/// Why an `obligations` value was rejected. `index` is the position in
-/// `obligations.mask`.
+/// Problem that makes an `obligations` value unusable. `index` is the
+/// position in `obligations.mask`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObligationError {
     NotAnObject {
@@ -172,13 +172,13 @@ impl Obligations {
             .any(|rule| rule.style == MaskStyle::Pseudonym)
     }
 
-    /// Returns the masking of one response of route `route_id`: these
-    /// fields first, so that their style wins where a route rule selects the
-    /// same value, then the route's own fields and detectors unless the
-    /// caller holds the route's unmask scope (`unmask`). The route's body
-    /// limit applies (1 MiB without a route `mask` section), and a response
-    /// that cannot be masked is always blocked, whatever the route's
-    /// `on_error`.
+    /// Returns the masking of one response of route `route_id`, built on
+    /// first use. These fields come first, so their style wins where a
+    /// route rule selects the same value. The route's own fields and
+    /// detectors follow unless the caller has the route's unmask scope
+    /// (`unmask`). The route's body limit applies (1 MiB without a route
+    /// `mask` section). A response that cannot be masked is blocked,
+    /// whatever the route's `on_error`.
     pub fn masking(
         &self,
         route_id: &str,

@@ -1,9 +1,9 @@
 //! The mask stage, after forward: rewrites personal and payment data in the
-//! upstream response of a route with a `mask` section, unless the caller
-//! holds the route's unmask scope, and the fields a policy decision's
-//! obligations name, for every caller. A response that cannot be masked is
-//! rejected or, under the route's `on_error: pass` and without obligations,
-//! sent unmasked and counted.
+//! upstream response. A route's `mask` section applies unless the caller has
+//! the route's unmask scope, and a policy decision's obligations apply to
+//! every caller. A response that cannot be masked is rejected or, under the
+//! route's `on_error: pass` and without obligations, sent unmasked and
+//! counted.
 
 use std::sync::Arc;
 
@@ -63,7 +63,8 @@ impl Gateway {
     }
 
     /// Masks `response` of `route` for the caller in `context`, under the
-    /// route's `mask` section and the decision's obligations.
+    /// route's `mask` section and the decision's obligations, and keeps
+    /// shared caches from serving it to another caller.
     pub(super) async fn mask_response(
         &self,
         context: &Context,

@@ -126,6 +126,9 @@ struct Context {
     /// The policy decision's response obligations, when it had any to
     /// apply.
     obligations: Option<Arc<crate::authz::obligations::Obligations>>,
+    /// Whether the policy decision had an `obligations` member, even one
+    /// that masks nothing: the response then depends on the caller.
+    policy_obligations: bool,
 }
 
 /// Maximum rate-limit keys tracked in memory.
@@ -230,6 +233,7 @@ impl Gateway {
             tenant: None,
             limit: None,
             obligations: None,
+            policy_obligations: false,
         };
         let (response, verdict) = match self.run(&mut context, request, connection).await {
             Ok(response) => (response, audit::Verdict::allowed()),
@@ -508,6 +512,7 @@ impl Gateway {
             let obligations =
                 self.accept_obligations(context, route, rule, decision.obligations.as_ref())?;
             context.obligations = obligations;
+            context.policy_obligations = decision.obligations.is_some();
             return Ok(());
         }
         let reason = decision.reason;
@@ -667,7 +672,7 @@ impl Gateway {
             // upstream spoke (an HTTP/1.0 upstream must not downgrade it).
             Ok(mut response) => {
                 *response.version_mut() = version;
-                if masked {
+                if masked || context.policy_obligations {
                     self.mask_response(context, route, &method, response).await
                 } else {
                     Ok(response)

@@ -153,6 +153,12 @@ async fn obligations_skip_caller_with_pii_scope() {
     let response = get(&setup, "/pii/users", &pii_reader).await;
 
     assert_eq!(response.status(), 200, "{}", response.text());
+    // The upstream sends `public`, but another caller gets another body.
+    assert_eq!(
+        response.header("cache-control"),
+        Some("private, max-age=60")
+    );
+    assert_eq!(response.header("vary"), Some("authorization"));
     assert_fields(
         &response.json(),
         &[

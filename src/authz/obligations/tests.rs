@@ -11,10 +11,13 @@ fn paths(obligations: &Obligations) -> Vec<(&str, MaskStyle)> {
         .collect()
 }
 
+/// A description, an obligations value and the paths and styles it parses to.
+type ValidCase = (&'static str, Value, &'static [(&'static str, MaskStyle)]);
+
 #[test]
 fn valid_obligations_parse() {
     use MaskStyle::*;
-    let cases: &[(&str, Value, &[(&str, MaskStyle)])] = &[
+    let cases: &[ValidCase] = &[
         ("no mask member", json!({}), &[]),
         ("empty list", json!({"mask": []}), &[]),
         (
