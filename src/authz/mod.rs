@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod decision_cache;
+pub mod obligations;
 pub mod opa_server;
 pub mod policy;
 pub mod step_up;

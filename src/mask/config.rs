@@ -29,6 +29,9 @@ const DETECTORS: &[&str] = &["card", "email", "phone", "iban", "pattern"];
 pub struct RouteMasking {
     /// The field rules and detectors, compiled.
     pub masker: Masker,
+    /// The rules `masker` was built from, for combining them with a
+    /// policy's obligations.
+    rules: MaskRules,
     /// Scope that lets a caller see responses unmasked (`unmask_scope`).
     /// Without it every caller gets masked responses.
     pub unmask_scope: Option<String>,
@@ -52,12 +55,18 @@ impl RouteMasking {
     pub fn new(rules: MaskRules) -> RouteMasking {
         RouteMasking {
             has_detectors: !rules.detectors.is_empty(),
-            masker: Masker::new(rules),
+            masker: Masker::new(rules.clone()),
+            rules,
             unmask_scope: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             on_error: OnError::Block,
             pseudonym_rule: None,
         }
+    }
+
+    /// Returns the field rules and detectors of this route.
+    pub fn rules(&self) -> &MaskRules {
+        &self.rules
     }
 }
 
@@ -144,8 +153,10 @@ fn read_section(section: &MapReader) -> Option<RouteMasking> {
         return None;
     }
     let has_detectors = !detectors.is_empty();
+    let rules = MaskRules { fields, detectors };
     Some(RouteMasking {
-        masker: Masker::new(MaskRules { fields, detectors }),
+        masker: Masker::new(rules.clone()),
+        rules,
         unmask_scope: unmask_scope?,
         max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         on_error: on_error?,

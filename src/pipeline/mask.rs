@@ -1,13 +1,17 @@
 //! The mask stage, after forward: rewrites personal and payment data in the
-//! upstream response of a route with a `mask` section, unless the caller
-//! holds the route's unmask scope. A response that cannot be masked is
-//! rejected or, under `on_error: pass`, sent unmasked and counted.
+//! upstream response. A route's `mask` section applies unless the caller has
+//! the route's unmask scope, and a policy decision's obligations apply to
+//! every caller. A response that cannot be masked is rejected or, under the
+//! route's `on_error: pass` and without obligations, sent unmasked and
+//! counted.
 
 use std::sync::Arc;
 
 use http::header::{self, HeaderName};
 use http::{Method, Response};
 
+use crate::authz::obligations::Obligations;
+use crate::authz::policy::POLICY_ERROR;
 use crate::mask::config::{OnError, RouteMasking};
 use crate::mask::response::{self, Outcome, Unmaskable};
 use crate::mask::PseudonymKey;
@@ -18,20 +22,76 @@ use crate::route::config::RouteConfig;
 use crate::tenancy::config::TenantFrom;
 
 impl Gateway {
-    /// Masks `response` of `route` for the caller in `context`.
+    /// Checks a policy decision's `obligations` before the request goes
+    /// upstream, and returns them parsed unless they mask nothing. Invalid
+    /// obligations, or a pseudonym field without a pseudonym key for this
+    /// request, deny with 403 `policy_error`.
+    pub(super) fn accept_obligations(
+        &self,
+        context: &Context,
+        route: &RouteConfig,
+        rule: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<Option<Arc<Obligations>>, Rejection> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let tenant = context.tenant.as_ref().map(|t| t.id.as_str());
+        let obligations = self.obligations.get_or_parse(value).map_err(|error| {
+            tracing::warn!(
+                route.id = route.id.as_str(),
+                policy.rule = rule,
+                tenant.id = tenant,
+                reason = POLICY_ERROR,
+                error = %error,
+                "policy returned invalid obligations"
+            );
+            policy_error()
+        })?;
+
+        if obligations.needs_pseudonym_key() && self.pseudonym_key(context).is_none() {
+            tracing::warn!(
+                route.id = route.id.as_str(),
+                policy.rule = rule,
+                tenant.id = tenant,
+                reason = POLICY_ERROR,
+                "policy obligations need a pseudonym key; set pseudonym_key for the tenant or masking.pseudonym_key"
+            );
+            return Err(policy_error());
+        }
+        Ok((!obligations.is_empty()).then_some(obligations))
+    }
+
+    /// Masks `response` of `route` for the caller in `context`, under the
+    /// route's `mask` section and the decision's obligations, and keeps
+    /// shared caches from serving it to another caller.
     pub(super) async fn mask_response(
         &self,
         context: &Context,
         route: &RouteConfig,
-        masking: &RouteMasking,
         method: &Method,
         response: Response<Body>,
     ) -> Result<Response<Body>, Rejection> {
-        let mut response = if self.may_unmask(context, masking) {
-            response
-        } else {
-            self.mask_for_caller(context, route, masking, method, response)
-                .await?
+        let unmask = route
+            .mask
+            .as_ref()
+            .is_some_and(|masking| self.may_unmask(context, masking));
+        let combined = context
+            .obligations
+            .as_ref()
+            .map(|obligations| obligations.masking(&route.id, route.mask.as_ref(), unmask));
+        let masking = match (&combined, &route.mask) {
+            (Some(combined), _) => Some(combined.as_ref()),
+            (None, Some(masking)) if !unmask => Some(masking),
+            _ => None,
+        };
+
+        let mut response = match masking {
+            Some(masking) => {
+                self.mask_for_caller(context, route, masking, method, response)
+                    .await?
+            }
+            None => response,
         };
 
         response::protect_cache(response.headers_mut(), &self.vary_headers(route));
@@ -136,4 +196,10 @@ impl Gateway {
             .cloned()
             .unwrap_or_else(|| Arc::new(route.id.clone()))
     }
+}
+
+fn policy_error() -> Rejection {
+    Rejection::Forbidden(crate::authz::Denial::Policy {
+        reason: POLICY_ERROR,
+    })
 }

@@ -91,6 +91,8 @@ pub struct Gateway {
     limiter: Arc<Limiter>,
     /// Tier-2 decisions of this generation; a reload starts empty.
     decisions: crate::authz::decision_cache::DecisionCache,
+    /// Parsed obligations of this generation's decisions.
+    obligations: crate::authz::obligations::ObligationCache,
     upstreams: Upstreams,
     normalizer: normalize::Normalizer,
     metrics: Arc<Metrics>,
@@ -121,6 +123,12 @@ struct Context {
     /// The addressed tenant, or the credential's once bound.
     tenant: Option<Arc<TenantConfig>>,
     limit: Option<Outcome>,
+    /// The policy decision's response obligations, when it had any to
+    /// apply.
+    obligations: Option<Arc<crate::authz::obligations::Obligations>>,
+    /// Whether the policy decision had an `obligations` member, even one
+    /// that masks nothing: the response then depends on the caller.
+    policy_obligations: bool,
 }
 
 /// Maximum rate-limit keys tracked in memory.
@@ -188,6 +196,7 @@ impl Gateway {
                     crate::authz::decision_cache::DecisionCache::new(std::time::Duration::ZERO, 0)
                 }
             },
+            obligations: Default::default(),
             upstreams: Upstreams::new(&config.upstreams),
             normalizer: normalize::Normalizer::new(&config)?,
             metrics,
@@ -223,6 +232,8 @@ impl Gateway {
             identity: None,
             tenant: None,
             limit: None,
+            obligations: None,
+            policy_obligations: false,
         };
         let (response, verdict) = match self.run(&mut context, request, connection).await {
             Ok(response) => (response, audit::Verdict::allowed()),
@@ -408,7 +419,7 @@ impl Gateway {
     /// decision log record.
     async fn decide(
         &self,
-        context: &Context,
+        context: &mut Context,
         parts: &Parts,
         route: &RouteConfig,
         params: &[(String, String)],
@@ -498,6 +509,10 @@ impl Gateway {
             "policy decision"
         );
         if decision.allowed {
+            let obligations =
+                self.accept_obligations(context, route, rule, decision.obligations.as_ref())?;
+            context.obligations = obligations;
+            context.policy_obligations = decision.obligations.is_some();
             return Ok(());
         }
         let reason = decision.reason;
@@ -631,7 +646,8 @@ impl Gateway {
             HeaderValue::from_static(proto),
         );
 
-        if route.mask.is_some() {
+        let masked = route.mask.is_some() || context.obligations.is_some();
+        if masked {
             crate::mask::response::prepare_request(&mut parts.headers);
         }
         let method = parts.method.clone();
@@ -656,12 +672,10 @@ impl Gateway {
             // upstream spoke (an HTTP/1.0 upstream must not downgrade it).
             Ok(mut response) => {
                 *response.version_mut() = version;
-                match &route.mask {
-                    Some(masking) => {
-                        self.mask_response(context, route, masking, &method, response)
-                            .await
-                    }
-                    None => Ok(response),
+                if masked || context.policy_obligations {
+                    self.mask_response(context, route, &method, response).await
+                } else {
+                    Ok(response)
                 }
             }
             Err(_) if exceeded.load(Ordering::Acquire) => Err(Rejection::PayloadTooLarge),

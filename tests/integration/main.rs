@@ -26,6 +26,7 @@ mod e2e_masking;
 mod e2e_opa_server;
 mod e2e_policy;
 mod e2e_policy_examples;
+mod e2e_policy_obligations;
 mod e2e_proxy;
 mod e2e_redis;
 mod e2e_redis_cluster;
