@@ -17,6 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ring::digest::{digest, SHA256};
 use ring::hmac;
@@ -35,6 +36,11 @@ const KEY_BYTES: usize = 32;
 /// full, so memory stays bounded whatever the number of subjects.
 const MAX_CACHED_SUBJECTS: usize = 100_000;
 
+/// Time a cached pseudonym is used before its key file is checked again.
+/// It bounds how long a running gateway keeps using an erased key, and
+/// spares the request path a `stat` per record.
+pub const KEY_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Pseudonyms of one key directory, with the pseudonyms and tenant keys
 /// already read cached in memory.
 pub struct Pseudonyms {
@@ -43,6 +49,9 @@ pub struct Pseudonyms {
     /// holds no subject in clear.
     subjects: Mutex<HashMap<[u8; 32], Cached>>,
     tenants: Mutex<HashMap<String, Arc<hmac::Key>>>,
+    /// Time a cached pseudonym is used before its key file is checked
+    /// again, [`KEY_RECHECK_INTERVAL`] unless a test sets another.
+    recheck_interval: Duration,
     /// Serialises key creation inside this process. Creation is also safe
     /// across processes: a key file is linked into place only when absent.
     create: Mutex<()>,
@@ -52,6 +61,8 @@ pub struct Pseudonyms {
 struct Cached {
     pseudonym: String,
     key_file: PathBuf,
+    /// When `key_file` was last seen to exist.
+    checked: Instant,
 }
 
 impl std::fmt::Debug for Pseudonyms {
@@ -69,19 +80,39 @@ impl Pseudonyms {
             directory: directory.into(),
             subjects: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
+            recheck_interval: KEY_RECHECK_INTERVAL,
             create: Mutex::new(()),
         }
     }
 
+    /// Sets the time a cached pseudonym is used before its key file is
+    /// checked again.
+    pub fn with_recheck_interval(mut self, interval: Duration) -> Pseudonyms {
+        self.recheck_interval = interval;
+        self
+    }
+
     /// Returns the cached pseudonym of `subject` while its key file still
-    /// exists, without blocking on more than one `stat`. `None` means the
-    /// caller must call [`Pseudonyms::pseudonym`].
+    /// exists, checked at most once per recheck interval with one
+    /// `stat`. `None` means the caller must call [`Pseudonyms::pseudonym`].
     pub fn cached(&self, tenant: Option<&str>, subject: &str) -> Option<String> {
         let id = cache_id(tenant, subject);
-        let cached = lock(&self.subjects).get(&id).cloned()?;
-        if cached.key_file.exists() {
-            return Some(cached.pseudonym);
+        let key_file = {
+            let subjects = lock(&self.subjects);
+            let cached = subjects.get(&id)?;
+            if cached.checked.elapsed() < self.recheck_interval {
+                return Some(cached.pseudonym.clone());
+            }
+            cached.key_file.clone()
+        };
+
+        if key_file.exists() {
+            let mut subjects = lock(&self.subjects);
+            let cached = subjects.get_mut(&id)?;
+            cached.checked = Instant::now();
+            return Some(cached.pseudonym.clone());
         }
+
         // The key was erased: forget it, and the tenant key too, whose
         // directory may have gone with it.
         lock(&self.subjects).remove(&id);
@@ -113,6 +144,7 @@ impl Pseudonyms {
         let cached = Cached {
             pseudonym: pseudonym.clone(),
             key_file,
+            checked: Instant::now(),
         };
         subjects.insert(cache_id(tenant, subject), cached);
         Ok(pseudonym)
@@ -385,7 +417,7 @@ mod tests {
     #[test]
     fn erased_subject_gets_new_pseudonym() {
         let dir = tempfile::tempdir().unwrap();
-        let pseudonyms = Pseudonyms::new(dir.path());
+        let pseudonyms = Pseudonyms::new(dir.path()).with_recheck_interval(Duration::ZERO);
         let before = pseudonyms.pseudonym(Some("acme"), "alice").unwrap();
         let bob = pseudonyms.pseudonym(Some("acme"), "bob").unwrap();
 
@@ -398,9 +430,30 @@ mod tests {
     }
 
     #[test]
-    fn erased_tenant_gets_new_keys() {
+    fn erased_key_used_until_recheck() {
         let dir = tempfile::tempdir().unwrap();
         let pseudonyms = Pseudonyms::new(dir.path());
+        let before = pseudonyms.pseudonym(Some("acme"), "alice").unwrap();
+
+        erase(dir.path(), "acme", Some("alice")).unwrap();
+
+        assert_eq!(
+            pseudonyms.cached(Some("acme"), "alice"),
+            Some(before),
+            "pseudonym within the recheck interval"
+        );
+        let pseudonyms = pseudonyms.with_recheck_interval(Duration::ZERO);
+        assert_eq!(
+            pseudonyms.cached(Some("acme"), "alice"),
+            None,
+            "pseudonym after the recheck interval"
+        );
+    }
+
+    #[test]
+    fn erased_tenant_gets_new_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let pseudonyms = Pseudonyms::new(dir.path()).with_recheck_interval(Duration::ZERO);
         let before = pseudonyms.pseudonym(Some("acme"), "alice").unwrap();
 
         assert_eq!(erase(dir.path(), "acme", None).unwrap(), Erased::Tenant);
