@@ -90,11 +90,14 @@ impl Detector {
     }
 
     /// Rejects text whose shape cannot hold a match, so that no regex runs
-    /// over it: too few digits, no `@`, or no IBAN country and check digits.
+    /// over it: too few digits in one run, no `@`, or no IBAN country and
+    /// check digits.
     fn may_match(&self, shape: &Shape) -> bool {
         match self {
-            Detector::Card => shape.digits >= 13,
-            Detector::Phone => shape.digits >= 10 || (shape.plus && shape.digits >= 8),
+            Detector::Card => shape.card_run_digits >= 13,
+            Detector::Phone => {
+                shape.phone_run_digits >= 10 || (shape.plus && shape.phone_run_digits >= 8)
+            }
             Detector::Iban => shape.iban_start,
             Detector::Email => shape.at_sign,
             Detector::Pattern(_) => true,
@@ -105,7 +108,12 @@ impl Detector {
 /// What one scan over a text learns for every detector's quick rejection.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Shape {
-    digits: usize,
+    /// Most digits in one run of digit groups split by single spaces or
+    /// dashes, the runs [`DIGIT_RUN`] finds and card numbers sit in.
+    card_run_digits: usize,
+    /// Most digits in one run of the bytes a phone match can contain:
+    /// digits, `+`, `(`, `)`, space, `.` and `-`.
+    phone_run_digits: usize,
     at_sign: bool,
     plus: bool,
     /// Two ASCII letters followed by two digits somewhere: the start of an
@@ -118,9 +126,21 @@ impl Shape {
         let mut shape = Shape::default();
         // Letters, then digits, seen in a row just before this byte.
         let (mut letters, mut digits_after_letters) = (0u8, 0u8);
+        let mut card_run = CardRun::default();
+        let mut phone_run = 0;
         for byte in text.bytes() {
+            card_run.push(byte);
+            shape.card_run_digits = shape.card_run_digits.max(card_run.digits);
+            match byte {
+                b'0'..=b'9' => {
+                    phone_run += 1;
+                    shape.phone_run_digits = shape.phone_run_digits.max(phone_run);
+                }
+                b'+' | b'(' | b')' | b' ' | b'.' | b'-' => {}
+                _ => phone_run = 0,
+            }
+
             if byte.is_ascii_digit() {
-                shape.digits += 1;
                 if letters >= 2 {
                     digits_after_letters += 1;
                     shape.iban_start |= digits_after_letters >= 2;
@@ -137,6 +157,37 @@ impl Shape {
             }
         }
         shape
+    }
+}
+
+/// Digits of the digit run that ends at the last byte pushed, as
+/// [`DIGIT_RUN`] would match it.
+#[derive(Default)]
+struct CardRun {
+    digits: usize,
+    /// The last byte was a digit.
+    after_digit: bool,
+    /// The last byte was a single space or dash after a digit.
+    after_separator: bool,
+}
+
+impl CardRun {
+    fn push(&mut self, byte: u8) {
+        match byte {
+            b'0'..=b'9' => {
+                if !self.after_digit && !self.after_separator {
+                    self.digits = 0;
+                }
+                self.digits += 1;
+                self.after_digit = true;
+                self.after_separator = false;
+            }
+            b' ' | b'-' if self.after_digit => {
+                self.after_digit = false;
+                self.after_separator = true;
+            }
+            _ => *self = CardRun::default(),
+        }
     }
 }
 
@@ -287,7 +338,7 @@ fn find_phones(text: &str, shape: &Shape) -> Vec<Range<usize>> {
     let mut spans: Vec<Range<usize>> = Vec::new();
 
     let international = shape.plus.then_some(&*PHONE_INTERNATIONAL);
-    let national = (shape.digits >= 10).then_some([&*PHONE_NANP, &*PHONE_TRUNK]);
+    let national = (shape.phone_run_digits >= 10).then_some([&*PHONE_NANP, &*PHONE_TRUNK]);
     let forms = international
         .into_iter()
         .chain(national.into_iter().flatten());

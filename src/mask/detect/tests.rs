@@ -549,3 +549,74 @@ fn card_false_positives_on_random_digits_reported() {
         assert!(hits < values.len() / 5, "{name}");
     }
 }
+
+/// A shape that rejects nothing, so every detector runs its full search.
+fn permissive_shape() -> Shape {
+    Shape {
+        card_run_digits: usize::MAX,
+        phone_run_digits: usize::MAX,
+        at_sign: true,
+        plus: true,
+        iban_start: true,
+    }
+}
+
+/// The quick rejection must never change a result: on random text made of
+/// the bytes detectors care about, each detector finds the same spans with
+/// and without it.
+#[test]
+fn shape_rejection_changes_no_result() {
+    const ALPHABET: &[u8] = b"0123456789012345678901234567890123456789 -.+()@/:TZDEGBab";
+    let detectors = [
+        Detector::Card,
+        Detector::Email,
+        Detector::Phone,
+        Detector::Iban,
+    ];
+    let known: Vec<String> = [
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "5555555555554444",
+        "+44 20 7946 0958",
+        "+1 (415) 555-2671",
+        "(415) 555-2671",
+        "030 1234 5678",
+        "GB82 WEST 1234 5698 7654 32",
+        "DE89370400440532013000",
+        "user@example.com",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    let mut rng = SplitMix(7);
+    let mut texts = known.clone();
+    for _ in 0..20_000 {
+        let length = 1 + rng.below(40) as usize;
+        let mut text: String = (0..length)
+            .map(|_| char::from(ALPHABET[rng.below(ALPHABET.len() as u64) as usize]))
+            .collect();
+        if rng.below(4) == 0 {
+            let known = &known[rng.below(known.len() as u64) as usize];
+            text.insert_str(rng.below(text.len() as u64 + 1) as usize, known);
+        }
+        texts.push(text);
+    }
+
+    for text in &texts {
+        for detector in &detectors {
+            assert_eq!(
+                detector.find_with(text, &Shape::of(text)),
+                detector.find_with(text, &permissive_shape()),
+                "{detector:?} on {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dates_rejected_before_any_search() {
+    let shape = Shape::of("2026-01-01T08:30:00Z");
+    assert!(!Detector::Card.may_match(&shape), "card");
+    assert!(!Detector::Phone.may_match(&shape), "phone");
+}
