@@ -17,6 +17,8 @@ pub mod log_checks;
 pub mod model;
 pub mod openapi;
 pub mod render;
+#[cfg(test)]
+mod snippet_tests;
 pub mod token_checks;
 
 use std::path::{Path, PathBuf};
