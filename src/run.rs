@@ -27,17 +27,23 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Reads the key file of the `api_keys` section, as `serve` does at start,
+/// so that `check` and `review` report a key file `serve` would reject.
+pub fn load_key_file(config: &Config) -> Result<(), String> {
+    if let Some(keys) = &config.api_keys {
+        if let crate::apikey::config::KeyStore::File(file) = &keys.store {
+            crate::apikey::store::load(file)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn check(path: &Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
-            // `serve` reads the key file at start, so `check` does too.
-            if let Some(keys) = &config.api_keys {
-                if let crate::apikey::config::KeyStore::File(file) = &keys.store {
-                    if let Err(message) = crate::apikey::store::load(file) {
-                        eprintln!("{message}");
-                        return ExitCode::FAILURE;
-                    }
-                }
+            if let Err(message) = load_key_file(&config) {
+                eprintln!("{message}");
+                return ExitCode::FAILURE;
             }
             println!(
                 "{}: ok ({} routes, {} upstreams, {} issuers)",

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::checks::{self, FindingExt};
 use super::gateway::{Gateway, RouteView};
-use super::model::{Finding, Severity};
+use super::model::{Finding, Severity, SnippetScope};
 
 /// Path or route id words that mark a privileged function besides DELETE
 /// and admin paths: role and permission changes, and refunds.
@@ -93,7 +93,10 @@ fn check_common_scope(
                 "Require a scope or role that only the callers of this function hold, or a policy that checks the caller's right to it.",
             )
             .in_config(gateway.at_route(route, "require"))
-            .snippet("require:\n  scopes: [<function>:admin]\n  roles: [admin]"),
+            .snippet(
+                SnippetScope::Route,
+                "require:\n  scopes: [<function>:admin]\n  roles: [admin]",
+            ),
     );
 }
 
@@ -131,10 +134,17 @@ fn check_tenant_in_path(gateway: &Gateway, route: &RouteView, findings: &mut Vec
                     route.path,
                     names.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(", ")
                 ),
-                "Address the tenant through tenant_from (a path prefix is removed before routing and compared with the credential's tenant), or add a policy that compares the path's tenant with input.identity.tenant.",
+                "Address the tenant through tenant_from (a path prefix is removed before routing and compared with the credential's tenant), or add a policy that compares the path's tenant with input.tenant.",
             )
             .in_config(gateway.at_route(route, "match"))
-            .snippet("tenant_from: { path_prefix: \"/t/{tenant}\" }\nroutes:\n  - match: { path: /accounts/{accountId} }   # no tenant in the route's own path"),
+            .snippet(
+                SnippetScope::TopLevel,
+                &format!(
+                    "tenant_from: {{ path_prefix: \"/t/{{tenant}}\" }}\n# then remove {} from the path of route {}, since the prefix is removed before routing",
+                    names.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(", "),
+                    checks::yaml_scalar(&route.id)
+                ),
+            ),
     );
 }
 
@@ -170,7 +180,10 @@ fn check_unbound_tenants(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Set tenant_from at the top level so every request names its tenant and a credential of another tenant gets 403 tenant_mismatch.",
             )
             .in_config(gateway.at(tenants, "tenants"))
-            .snippet("tenant_from: { host: \"{tenant}.api.example.com\" }"),
+            .snippet(
+                SnippetScope::TopLevel,
+                "tenant_from: { host: \"{tenant}.api.example.com\" }",
+            ),
     );
 }
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::checks::{self, FindingExt};
 use super::gateway::{Gateway, RouteView};
-use super::model::{Finding, Severity};
+use super::model::{Finding, Severity, SnippetScope};
 use super::openapi::{ApiDoc, Operation};
 use super::{access_checks, config_checks};
 
@@ -96,6 +96,9 @@ const URL_FIELDS: &[&str] = &[
 ];
 /// Query parameter names that carry an API key or a token.
 const KEY_QUERY: &[&str] = &["api_key", "apikey", "api-key", "key", "access_token"];
+/// The `api_keys` section that reads keys from a header, for the findings
+/// of keys sent in the query string.
+const API_KEY_HEADER_SNIPPET: &str = "api_keys:\n  file: api-keys.json   # written by `portcullis key create`\n  secret: { env: PORTCULLIS_API_KEY_SECRET }   # at least 32 random bytes\n  header: x-api-key";
 /// Body fields ending in `_id` or `Id` that do not name another object.
 const NON_OBJECT_IDS: &[&str] = &[
     "request_id",
@@ -362,9 +365,36 @@ fn check_public_route(
                 )
                 .in_config(gateway.at_route(route, "authentication"))
                 .in_api(doc.at(&operation.pointer, Some(operation)))
-                .snippet("authentication: required\nrequire:\n  scopes: [<documented scopes>]"),
+                .snippet(SnippetScope::Route, &required_scopes_snippet(operation)),
         );
     }
+}
+
+/// Builds a route snippet that requires a credential with the scopes of
+/// the operation's first security requirement, if it names any.
+fn required_scopes_snippet(operation: &Operation) -> String {
+    let scopes = requirement_scopes(operation);
+    if scopes.is_empty() {
+        return "authentication: required".to_string();
+    }
+    format!(
+        "authentication: required\nrequire:\n  scopes: [{}]",
+        scopes.join(", ")
+    )
+}
+
+/// Returns the scopes of an operation's first security requirement, as
+/// YAML scalars and without repeats.
+fn requirement_scopes(operation: &Operation) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for (_, names) in operation.security.first().into_iter().flatten() {
+        for scope in names.iter().map(|name| checks::yaml_scalar(name)) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    scopes
 }
 
 fn scheme_names(operation: &Operation) -> String {
@@ -427,7 +457,13 @@ fn check_scopes(
             )
             .in_api(location.clone())
             .in_config(gateway.at_route(route, "require"))
-            .snippet(&format!("require:\n  scopes: [{}]", first.join(", "))),
+            .snippet(
+                SnippetScope::Route,
+                &format!(
+                    "require:\n  scopes: [{}]",
+                    requirement_scopes(operation).join(", ")
+                ),
+            ),
     );
 }
 
@@ -500,7 +536,10 @@ fn check_masking(
         )
         .in_api(doc.at(&exposed[0].1, Some(operation)))
         .in_config(gateway.at_route(route, "mask"))
-        .snippet("mask:\n  fields:\n    - { path: $..number, style: pci }\n    - { path: $..cvv, style: redact }\n  detectors: [card, email]");
+        .snippet(
+            SnippetScope::Route,
+            "mask:\n  fields:\n    - { path: $..number, style: pci }\n    - { path: $..cvv, style: redact }\n  detectors:\n    - { type: card, style: pci }\n    - { type: email }",
+        );
     finding.excerpt = Some(excerpt.join("\n"));
     findings.push(finding);
 }
@@ -533,7 +572,7 @@ fn check_query(doc: &ApiDoc, operation: &Operation, findings: &mut Vec<Finding>)
                         "Send keys and tokens in a header (Authorization: ApiKey or Bearer, or api_keys.header) and remove the query parameter from the document.",
                     )
                     .in_api(location.clone())
-                    .snippet("api_keys:\n  header: x-api-key"),
+                    .snippet(SnippetScope::TopLevel, API_KEY_HEADER_SNIPPET),
             );
         }
         if parameter.location == "query"
@@ -674,7 +713,7 @@ fn check_key_schemes(doc: &ApiDoc, findings: &mut Vec<Finding>) {
                     "Declare the key in a header (in: header) and configure the gateway to read it there; the gateway never reads keys from the query string.",
                 )
                 .in_api(doc.at(&pointer, None))
-                .snippet("api_keys:\n  header: x-api-key"),
+                .snippet(SnippetScope::TopLevel, API_KEY_HEADER_SNIPPET),
         );
     }
 }
@@ -737,7 +776,10 @@ fn check_body_ids(
             )
             .in_api(doc.at(first, Some(operation)))
             .in_config(gateway.at_route(route, "require"))
-            .snippet("require:\n  policy: data.payments.owns_body_objects   # input.body vs input.identity"),
+            .snippet(
+                SnippetScope::Route,
+                "require:\n  policy: data.payments.owns_body_objects   # compares the ids in input.body with input.subject\n  policy_body: true   # gives the policy the request body",
+            ),
     );
 }
 

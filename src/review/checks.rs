@@ -4,7 +4,7 @@
 //! build their findings from the definitions here, so ids, titles and
 //! mappings stay in one place.
 
-use super::model::{ApiLocation, ConfigLocation, Finding, Severity};
+use super::model::{ApiLocation, ConfigLocation, Finding, Severity, SnippetScope};
 
 /// A check's fixed description.
 pub struct CheckDef {
@@ -32,6 +32,7 @@ impl CheckDef {
             why: self.why.to_string(),
             fix: fix.to_string(),
             fix_snippet: None,
+            fix_snippet_scope: None,
             mappings: self.mappings.iter().map(|m| m.to_string()).collect(),
         }
     }
@@ -41,7 +42,9 @@ impl CheckDef {
 pub trait FindingExt {
     fn in_config(self, location: ConfigLocation) -> Self;
     fn in_api(self, location: ApiLocation) -> Self;
-    fn snippet(self, snippet: &str) -> Self;
+    /// Sets the fix snippet: configuration that the gateway accepts once
+    /// placed at `scope`.
+    fn snippet(self, scope: SnippetScope, snippet: &str) -> Self;
 }
 
 impl FindingExt for Finding {
@@ -55,9 +58,31 @@ impl FindingExt for Finding {
         self
     }
 
-    fn snippet(mut self, snippet: &str) -> Self {
+    fn snippet(mut self, scope: SnippetScope, snippet: &str) -> Self {
         self.fix_snippet = Some(snippet.to_string());
+        self.fix_snippet_scope = Some(scope);
         self
+    }
+}
+
+/// Formats a value from the inputs (a route id, a scope) as a YAML scalar
+/// for a snippet. It stays plain when it contains only letters, digits and
+/// `-_.:/`, starts with a letter, digit or `/`, does not end with `:` and
+/// is not `true`, `false` or `null`. Anything else is double-quoted with
+/// JSON escapes, which YAML reads the same way.
+pub fn yaml_scalar(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+    let starts_plain = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/');
+    let reserved = matches!(value, "true" | "false" | "null") || value.ends_with(':');
+    if plain && starts_plain && !reserved {
+        value.to_string()
+    } else {
+        serde_json::to_string(value).expect("a string serializes")
     }
 }
 
@@ -277,6 +302,31 @@ mod tests {
                     check.id
                 );
             }
+        }
+    }
+
+    #[test]
+    fn yaml_scalar_reads_back_unchanged() {
+        let cases = [
+            ("scope with a colon", "payments:write", "payments:write"),
+            ("route id", "get-order", "get-order"),
+            ("markup", "<img src=x>", "\"<img src=x>\""),
+            ("boolean word", "true", "\"true\""),
+            ("trailing colon", "orders:", "\"orders:\""),
+            ("empty", "", "\"\""),
+        ];
+        for (description, value, expected) in cases {
+            let written = yaml_scalar(value);
+            assert_eq!(written, expected, "{description}");
+            let list = crate::config::yaml::parse(&format!("key: [{written}]\n")).unwrap();
+            let crate::config::yaml::Value::Mapping(entries) = &list.value else {
+                panic!("{description}: not a mapping");
+            };
+            let crate::config::yaml::Value::Sequence(items) = &entries[0].1.value else {
+                panic!("{description}: not a list");
+            };
+            let read = crate::config::reader::scalar_text(&items[0]);
+            assert_eq!(read, Some(value), "{description}");
         }
     }
 

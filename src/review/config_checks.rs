@@ -8,7 +8,7 @@ use crate::config::yaml::{Node, Value};
 
 use super::checks::{self, FindingExt};
 use super::gateway::{get, strings, text, Gateway, RouteView};
-use super::model::{Finding, Severity, SkippedCheck};
+use super::model::{Finding, Severity, SkippedCheck, SnippetScope};
 use super::{access_checks, log_checks, token_checks};
 
 /// Shortest HMAC secret accepted without a finding, in bytes (256 bits,
@@ -88,7 +88,10 @@ pub fn public_route(gateway: &Gateway, route: &RouteView) -> Finding {
             "Require a credential unless the route is meant to be public, and document public operations with security: [] so the review can tell them apart.",
         )
         .in_config(gateway.at_route(route, "authentication"))
-        .snippet("authentication: required\nrequire:\n  scopes: [<scope>]")
+        .snippet(
+            SnippetScope::Route,
+            "authentication: required\nrequire:\n  scopes: [<scope>]",
+        )
 }
 
 /// Visits every issuer, in `authentication.issuers` and under tenants,
@@ -132,7 +135,7 @@ fn check_issuers(gateway: &Gateway, out: &mut Outcome) {
                         "List the exact aud values of this API.",
                     )
                     .in_config(location)
-                    .snippet("audiences: [payments-api]"),
+                    .snippet(SnippetScope::Issuer, "audiences: [payments-api]"),
             );
         }
         if let Some(node) = get(issuer, "clock_skew") {
@@ -149,7 +152,7 @@ fn check_issuers(gateway: &Gateway, out: &mut Outcome) {
                             "Keep the skew at a minute or less and fix clock synchronisation instead.",
                         )
                         .in_config(gateway.at(node, &format!("{path}.clock_skew")))
-                        .snippet("clock_skew: 30s"),
+                        .snippet(SnippetScope::Issuer, "clock_skew: 30s"),
                 );
             }
         }
@@ -165,7 +168,7 @@ fn check_issuers(gateway: &Gateway, out: &mut Outcome) {
                         "Pin the algorithms the identity provider signs with.",
                     )
                     .in_config(gateway.at(issuer, &path))
-                    .snippet("algorithms: [ES256]"),
+                    .snippet(SnippetScope::Issuer, "algorithms: [ES256]"),
             );
         }
     }
@@ -201,7 +204,10 @@ fn check_secret(gateway: &Gateway, path: &str, name: &str, node: &Node, out: &mu
                 "Generate the secret from a random source, such as `openssl rand -base64 48`, or move the issuer to asymmetric keys.",
             )
             .in_config(gateway.at(node, &format!("{path}.secret")))
-            .snippet("secret: { file: secrets/hmac.key }   # 48 random bytes"),
+            .snippet(
+                SnippetScope::Issuer,
+                "secret: { file: secrets/hmac.key }   # 48 random bytes",
+            ),
     );
 }
 
@@ -237,7 +243,10 @@ fn check_revocation(gateway: &Gateway, out: &mut Outcome) {
                 "Add a Redis rate_limit_store (revocations are shared through it) or introspection for issuers whose tokens must be revocable.",
             )
             .in_config(gateway.missing("rate_limit_store"))
-            .snippet("rate_limit_store:\n  type: redis\n  url: rediss://redis.internal:6380/0\n  password: { env: REDIS_PASSWORD }"),
+            .snippet(
+                SnippetScope::TopLevel,
+                "rate_limit_store:\n  type: redis\n  url: rediss://redis.internal:6380/0\n  password: { env: REDIS_PASSWORD }",
+            ),
     );
 }
 
@@ -280,7 +289,10 @@ fn check_object_ids(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Fin
                 "Add a policy that compares the object's owner with the caller, or bind the route to the caller's tenant.",
             )
             .in_config(gateway.at_route(route, "require"))
-            .snippet("require:\n  policy: data.payments.owns_object   # input.path_params vs input.identity"),
+            .snippet(
+                SnippetScope::Route,
+                "require:\n  policy: data.payments.owns_object   # compares input.route.params with input.subject",
+            ),
     );
 }
 
@@ -303,7 +315,7 @@ fn check_privileged(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Fin
                 "Require a scope or role that only the callers of this function hold.",
             )
             .in_config(gateway.at_route(route, "match"))
-            .snippet("require:\n  roles: [admin]"),
+            .snippet(SnippetScope::Route, "require:\n  roles: [admin]"),
     );
 }
 
@@ -335,7 +347,7 @@ fn check_flow_limits(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Fi
                     "Limit the flow per caller (subject or client for authenticated flows, ip for sign-in).",
                 )
                 .in_config(gateway.at_route(route, "rate_limits"))
-                .snippet("rate_limits:\n  sign-in:\n    requests: 5\n    per: 1m\n    key: [ip]\nroutes:\n  - id: <route>\n    rate_limits: [sign-in]"),
+                .snippet(SnippetScope::TopLevel, &flow_limit_snippet(route)),
         );
         return;
     }
@@ -359,8 +371,21 @@ fn check_flow_limits(gateway: &Gateway, route: &RouteView, findings: &mut Vec<Fi
                 "Key the limit on a value the client cannot choose: the verified subject or client, or ip with trusted_proxies narrowed to the load balancers.",
             )
             .in_config(gateway.at_route(route, "rate_limits"))
-            .snippet("server:\n  trusted_proxies: [10.0.0.0/24]   # only the load balancers"),
+            .snippet(
+                SnippetScope::TopLevel,
+                "server:\n  trusted_proxies: [10.0.0.0/24]   # only the load balancers",
+            ),
     );
+}
+
+/// Builds a rate limit named after a sensitive route and attaches it to the
+/// route: by ip on a public route, by subject behind authentication.
+fn flow_limit_snippet(route: &RouteView) -> String {
+    let id = checks::yaml_scalar(&route.id);
+    let key = if route.public { "ip" } else { "subject" };
+    format!(
+        "rate_limits:\n  {id}:\n    requests: 5\n    per: 1m\n    key: [{key}]\nroutes:\n  - id: {id}\n    rate_limits: [{id}]"
+    )
 }
 
 /// Explains how the client controls a policy's key, or `None` when the
@@ -401,19 +426,18 @@ fn check_route_body_limit(gateway: &Gateway, route: &RouteView, findings: &mut V
                 "route {:?} accepts bodies up to {limit} bytes",
                 route.id
             ))
-            .in_config(location),
+            .in_config(location)
+            .snippet(SnippetScope::Route, "max_body_bytes: 1MiB"),
         );
     }
 }
 
 fn large_body(evidence: String) -> Finding {
-    checks::LARGE_BODY_LIMIT
-        .finding(
-            Severity::Medium,
-            evidence,
-            "Lower the limit to what the API's largest legitimate request needs.",
-        )
-        .snippet("max_body_bytes: 1MiB")
+    checks::LARGE_BODY_LIMIT.finding(
+        Severity::Medium,
+        evidence,
+        "Lower the limit to what the API's largest legitimate request needs.",
+    )
 }
 
 /// Reads a byte size at a key path written with route indexes, such as
@@ -493,7 +517,10 @@ fn check_server(gateway: &Gateway, findings: &mut Vec<Finding>) {
                     "Serve TLS on the listener.",
                 )
                 .in_config(location)
-                .snippet("server:\n  tls:\n    certificate: certs/api.pem\n    key: certs/api.key\n    min_version: \"1.2\""),
+                .snippet(
+                    SnippetScope::TopLevel,
+                    "server:\n  tls:\n    certificate: certs/api.pem\n    key: certs/api.key\n    min_version: \"1.2\"",
+                ),
         );
     }
     check_tls_version(gateway, findings);
@@ -504,7 +531,11 @@ fn check_server(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 large_body(format!(
                     "routes without their own limit accept bodies up to {limit} bytes"
                 ))
-                .in_config(gateway.at(node, "server.limits.max_body_bytes")),
+                .in_config(gateway.at(node, "server.limits.max_body_bytes"))
+                .snippet(
+                    SnippetScope::TopLevel,
+                    "server:\n  limits:\n    max_body_bytes: 1MiB",
+                ),
             );
         }
     }
@@ -518,7 +549,7 @@ fn check_server(gateway: &Gateway, findings: &mut Vec<Finding>) {
                         "Keep the check on; move ids that look like card numbers out of URLs instead.",
                     )
                     .in_config(gateway.at(node, "server.reject_pan_in_url"))
-                    .snippet("server:\n  reject_pan_in_url: true"),
+                    .snippet(SnippetScope::TopLevel, "server:\n  reject_pan_in_url: true"),
             );
         }
     }
@@ -549,7 +580,10 @@ fn check_tls_version(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Accept TLS 1.2 and later only; the gateway itself refuses lower values, so this configuration also fails `portcullis check`.",
             )
             .in_config(gateway.at(node, "server.tls.min_version"))
-            .snippet("server:\n  tls:\n    min_version: \"1.2\""),
+            .snippet(
+                SnippetScope::TopLevel,
+                "server:\n  tls:\n    min_version: \"1.2\"",
+            ),
     );
 }
 
@@ -581,9 +615,13 @@ fn check_upstreams(gateway: &Gateway, findings: &mut Vec<Finding>) {
                     "Reach the upstream over https, or keep it on the same host.",
                 )
                 .in_config(gateway.at(url_node, &format!("upstreams.{name}.url")))
-                .snippet(&format!(
-                    "upstreams:\n  {name}:\n    url: https://{authority}"
-                )),
+                .snippet(
+                    SnippetScope::TopLevel,
+                    &format!(
+                        "upstreams:\n  {}:\n    url: https://{authority}",
+                        checks::yaml_scalar(name)
+                    ),
+                ),
         );
     }
 }
@@ -610,7 +648,7 @@ fn check_admin(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Bind the admin listener to loopback or to an interface only the operator's network reaches.",
             )
             .in_config(gateway.at(node, "admin.address"))
-            .snippet("admin:\n  address: 127.0.0.1:9090"),
+            .snippet(SnippetScope::TopLevel, "admin:\n  address: 127.0.0.1:9090"),
     );
 }
 
@@ -640,7 +678,7 @@ fn check_headers(gateway: &Gateway, findings: &mut Vec<Finding>) {
             checks::HEADERS_WEAKENED
                 .finding(Severity::Low, evidence.into(), "Restore the default.")
                 .in_config(gateway.at(node, key_path))
-                .snippet(snippet),
+                .snippet(SnippetScope::TopLevel, snippet),
         );
     }
 }
@@ -655,7 +693,10 @@ fn check_logging(gateway: &Gateway, findings: &mut Vec<Finding>) {
                     "Turn on the tamper-evident audit log and keep its files for the retention the regulations ask (a year for PCI DSS).",
                 )
                 .in_config(gateway.missing("audit"))
-                .snippet("audit:\n  directory: /var/lib/portcullis/audit\n  signing_key: { file: keys/audit-ed25519.pem }"),
+                .snippet(
+                    SnippetScope::TopLevel,
+                    "audit:\n  directory: /var/lib/portcullis/audit\n  signing_key: keys/audit-ed25519.pem   # openssl genpkey -algorithm ed25519\n  pseudonyms: { directory: /var/lib/portcullis/pseudonyms }",
+                ),
         );
     }
     if let Some(node) = gateway.get("server.access_log") {
@@ -668,7 +709,7 @@ fn check_logging(gateway: &Gateway, findings: &mut Vec<Finding>) {
                         "Keep access logging on; it never records tokens, keys or query strings.",
                     )
                     .in_config(gateway.at(node, "server.access_log"))
-                    .snippet("server:\n  access_log: true"),
+                    .snippet(SnippetScope::TopLevel, "server:\n  access_log: true"),
             );
         }
     }

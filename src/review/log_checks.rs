@@ -3,7 +3,7 @@
 
 use super::checks::{self, FindingExt};
 use super::gateway::{get, strings, text, Gateway};
-use super::model::{Finding, Severity};
+use super::model::{Finding, Severity, SnippetScope};
 
 /// Runs the checks of this module.
 pub fn run(gateway: &Gateway, findings: &mut Vec<Finding>) {
@@ -22,7 +22,7 @@ fn check_audit_durability(gateway: &Gateway, findings: &mut Vec<Finding>) {
                         "Keep the default deny, so requests wait for the audit log instead of going unrecorded.",
                     )
                     .in_config(gateway.at(node, "audit.on_failure"))
-                    .snippet("audit:\n  on_failure: deny"),
+                    .snippet(SnippetScope::TopLevel, "audit:\n  on_failure: deny"),
             );
         }
     }
@@ -43,7 +43,7 @@ fn check_audit_durability(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Use durability: fsync where every decision must survive a crash, or keep the interval short and accept the loss in the risk assessment.",
             )
             .in_config(gateway.at(interval, "audit.durability.interval"))
-            .snippet("audit:\n  durability: fsync"),
+            .snippet(SnippetScope::TopLevel, "audit:\n  durability: fsync"),
     );
 }
 
@@ -77,7 +77,10 @@ fn check_decision_input(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Drop or mask the personal parts of the input, and pseudonymise subjects in every log line.",
             )
             .in_config(gateway.at(node, "policies.decision_log.include_input"))
-            .snippet("policies:\n  decision_log:\n    include_input: true\n    drop: [/input/headers, /input/token]\n    mask: [/input/subject]\nlogging:\n  pii_fields: [identity.subject, client.ip]"),
+            .snippet(
+                SnippetScope::TopLevel,
+                "policies:\n  decision_log:\n    include_input: true\n    drop: [/input/headers, /input/token]\n    mask: [/input/subject]\nlogging:\n  pii_fields: [identity.subject, client.ip]",
+            ),
     );
 }
 

@@ -17,6 +17,8 @@ pub mod log_checks;
 pub mod model;
 pub mod openapi;
 pub mod render;
+#[cfg(test)]
+mod snippet_tests;
 pub mod token_checks;
 
 use std::path::{Path, PathBuf};
@@ -65,14 +67,21 @@ pub struct InputError(pub String);
 
 /// Runs the review and writes the report. Exits with 0 when no finding
 /// reaches `fail_on`, 1 when one does, 2 when an input cannot be read.
+/// Each problem for which the gateway would reject the configuration is
+/// printed to standard error as a warning, and the review goes on.
 pub fn command(options: &Options) -> ExitCode {
-    let report = match review(&options.config, &options.openapi) {
-        Ok(report) => report,
+    let (gateway, docs) = match load_inputs(&options.config, &options.openapi) {
+        Ok(inputs) => inputs,
         Err(InputError(message)) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
+    let rejections = gateway_rejections(&options.config);
+    for rejection in &rejections {
+        eprintln!("warning: {rejection}");
+    }
+    let report = review_loaded(&gateway, &docs, rejections);
     let text = render::render(&report, options.format, options.fail_on);
     let written = match &options.output {
         Some(path) => std::fs::write(path, text)
@@ -102,14 +111,22 @@ pub fn command(options: &Options) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Reviews a configuration and its API documents.
+/// Reviews a configuration and its API documents. The report's notes
+/// start with the problems for which the gateway would reject the
+/// configuration.
 pub fn review(config: &Path, documents: &[PathBuf]) -> Result<Report, InputError> {
+    let (gateway, docs) = load_inputs(config, documents)?;
+    Ok(review_loaded(&gateway, &docs, gateway_rejections(config)))
+}
+
+/// Reads the configuration as written and every API document.
+fn load_inputs(config: &Path, documents: &[PathBuf]) -> Result<(Gateway, Vec<ApiDoc>), InputError> {
     let gateway = Gateway::load(config).map_err(|error| InputError(error.0))?;
     let docs = documents
         .iter()
         .map(|path| ApiDoc::load(path).map_err(|error| InputError(error.0)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(review_loaded(&gateway, &docs, validation_note(config)))
+    Ok((gateway, docs))
 }
 
 /// Reviews inputs already loaded. `notes` starts the report's notes.
@@ -148,22 +165,20 @@ pub fn review_loaded(gateway: &Gateway, docs: &[ApiDoc], notes: Vec<String>) -> 
     report
 }
 
-/// Runs the gateway's own validation and describes its outcome when it
-/// fails: the review still goes on, from the file as written. Problems
-/// never contain secret values.
-fn validation_note(config: &Path) -> Vec<String> {
-    match crate::config::load(config) {
-        Ok(_) => Vec::new(),
-        Err(errors) => {
-            let first = errors
-                .0
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            vec![format!(
-                "the configuration does not pass `portcullis check` ({} problems, the first: {first}); the review read it as written",
-                errors.0.len()
-            )]
-        }
-    }
+/// Runs the validation of `portcullis check` and returns one line per
+/// problem it finds, each with its `file:line:column` and key path. The
+/// review itself reads the file as written, so it goes on either way.
+/// Problems never contain secret values.
+fn gateway_rejections(config: &Path) -> Vec<String> {
+    let problems: Vec<String> = match crate::config::load(config) {
+        Ok(loaded) => crate::run::load_key_file(&loaded)
+            .err()
+            .into_iter()
+            .collect(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    };
+    problems
+        .into_iter()
+        .map(|problem| format!("the gateway would reject this configuration: {problem}"))
+        .collect()
 }

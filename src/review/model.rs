@@ -96,6 +96,10 @@ pub struct Finding {
     /// A configuration snippet that makes the gateway enforce the fix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix_snippet: Option<String>,
+    /// Where `fix_snippet` goes, set with it. Reports leave it out because
+    /// the finding's configuration location already shows the place.
+    #[serde(skip)]
+    pub fix_snippet_scope: Option<SnippetScope>,
     /// Control ids from the catalogue, such as `owasp-api:API1`.
     pub mappings: Vec<String>,
 }
@@ -134,6 +138,18 @@ impl Finding {
             None => String::new(),
         }
     }
+}
+
+/// The part of the configuration a fix snippet is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnippetScope {
+    /// The top level of the file. A `routes` list in such a snippet names
+    /// existing routes by id and lists only the keys to set on them.
+    TopLevel,
+    /// The route that the finding's configuration location names.
+    Route,
+    /// The issuer that the finding's configuration location names.
+    Issuer,
 }
 
 /// How far the configuration shows that a control is supported.

@@ -8,7 +8,7 @@ use crate::config::yaml::Node;
 use super::checks::{self, FindingExt};
 use super::config_checks::issuers;
 use super::gateway::{get, text, Gateway};
-use super::model::{Finding, Severity};
+use super::model::{Finding, Severity, SnippetScope};
 
 /// Longest `token_service.token_ttl` accepted without a finding. Machine
 /// clients fetch a new token cheaply, so a few minutes suffice; the
@@ -48,7 +48,7 @@ fn check_token_service(gateway: &Gateway, findings: &mut Vec<Finding>) {
                 "Issue short-lived tokens; clients fetch a new one with their client credentials when it expires.",
             )
             .in_config(gateway.at(node, "token_service.token_ttl"))
-            .snippet("token_service:\n  token_ttl: 5m"),
+            .snippet(SnippetScope::TopLevel, "token_service:\n  token_ttl: 5m"),
     );
 }
 
@@ -73,7 +73,7 @@ fn check_introspection_cache(gateway: &Gateway, findings: &mut Vec<Finding>) {
                     "Lower the cache lifetime to the delay a revocation may take to apply.",
                 )
                 .in_config(gateway.at(node, &format!("{path}.introspection.cache_max_ttl")))
-                .snippet("introspection:\n  cache_max_ttl: 60s"),
+                .snippet(SnippetScope::Issuer, "introspection:\n  cache_max_ttl: 60s"),
         );
     }
 }

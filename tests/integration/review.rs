@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use portcullis::config::yaml::{self, Node, Value as Yaml};
 use serde_json::Value;
 
-const WEAK_SECRET: &str = "changeme-changeme";
+/// The payments example's legacy HMAC secret: the 32 bytes HS256 requires,
+/// so the gateway accepts the file, but only 7 distinct byte values, so the
+/// review reports it.
+const WEAK_SECRET: &str = "changemechangemechangemechangeme";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,6 +25,7 @@ fn review(args: &[&str]) -> Output {
         .arg("review")
         .args(args)
         .env("FICTIONALPAY_LEGACY_HMAC", WEAK_SECRET)
+        .env("REDIS_PASSWORD", "example-redis-password")
         .output()
         .expect("the portcullis binary runs")
 }
@@ -37,11 +41,11 @@ fn payments_json() -> Value {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("warning:"),
+        "the gateway would reject the example: {stderr}"
     );
     serde_json::from_slice(&output.stdout).expect("the report is JSON")
 }
@@ -277,6 +281,67 @@ fn unusable_inputs_exit_2_with_message() {
         Some(2),
         "unknown format is a usage error"
     );
+}
+
+#[test]
+fn rejected_config_warned_then_reviewed() {
+    let output = review(&["-c", "tests/data/review/gateway.yaml", "--format", "json"]);
+
+    let rejection = "the gateway would reject this configuration: tests/data/review/gateway.yaml:17:9: routes[1].id: expected letters, digits, '-' and '_' (at most 64)";
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings, [format!("warning: {rejection}")], "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "findings still fail the run");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the report is JSON");
+    assert_eq!(report["notes"][0], rejection);
+    let public_login = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"] == "PX-AUTH-001");
+    assert!(public_login, "the review went on: {report:#}");
+}
+
+#[test]
+fn rejection_warning_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let inline = "inline-review-secret-4f2e";
+    let short = "short-review-secret-8b1d";
+    let config = format!(
+        "upstreams:\n  api: {{ url: https://api.example }}\nauthentication:\n  issuers:\n    - issuer: https://inline.example\n      audiences: [api]\n      algorithm: HS256\n      secret: {inline}\n    - issuer: https://short.example\n      audiences: [api]\n      algorithm: HS256\n      secret: {{ env: PORTCULLIS_TEST_REVIEW_SHORT_SECRET }}\nroutes:\n  - id: api\n    match: {{ path: /api, methods: [GET] }}\n    upstream: api\n"
+    );
+    let path = dir.path().join("secrets.yaml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["review", "--format", "json", "-c"])
+        .arg(&path)
+        .env("PORTCULLIS_TEST_REVIEW_SHORT_SECRET", short)
+        .output()
+        .expect("the portcullis binary runs");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("warning: the gateway would reject this configuration: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].ends_with("secrets.yaml:8:15: authentication.issuers[0].secret: expected { env: NAME } or { file: PATH }; secrets are not written inline"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[1].contains("authentication.issuers[1].secret: unusable secret:"),
+        "{stderr}"
+    );
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !all.contains(inline),
+        "the inline secret was printed: {all}"
+    );
+    assert!(!all.contains(short), "the short secret was printed: {all}");
 }
 
 /// Compares output with a golden file; `UPDATE_GOLDEN=1` rewrites it.
