@@ -94,9 +94,10 @@ impl Detector {
     /// check digits.
     fn may_match(&self, shape: &Shape) -> bool {
         match self {
-            Detector::Card => shape.card_run_digits >= 13,
+            Detector::Card => shape.card_run_digits >= MIN_CARD_DIGITS,
             Detector::Phone => {
-                shape.phone_run_digits >= 10 || (shape.plus && shape.phone_run_digits >= 8)
+                shape.phone_run_digits >= MIN_NATIONAL_PHONE_DIGITS
+                    || (shape.plus && shape.phone_run_digits >= MIN_PHONE_DIGITS)
             }
             Detector::Iban => shape.iban_start,
             Detector::Email => shape.at_sign,
@@ -124,23 +125,12 @@ pub(crate) struct Shape {
 impl Shape {
     pub(crate) fn of(text: &str) -> Shape {
         let mut shape = Shape::default();
+        let mut digits = 0;
         // Letters, then digits, seen in a row just before this byte.
         let (mut letters, mut digits_after_letters) = (0u8, 0u8);
-        let mut card_run = CardRun::default();
-        let mut phone_run = 0;
         for byte in text.bytes() {
-            card_run.push(byte);
-            shape.card_run_digits = shape.card_run_digits.max(card_run.digits);
-            match byte {
-                b'0'..=b'9' => {
-                    phone_run += 1;
-                    shape.phone_run_digits = shape.phone_run_digits.max(phone_run);
-                }
-                b'+' | b'(' | b')' | b' ' | b'.' | b'-' => {}
-                _ => phone_run = 0,
-            }
-
             if byte.is_ascii_digit() {
+                digits += 1;
                 if letters >= 2 {
                     digits_after_letters += 1;
                     shape.iban_start |= digits_after_letters >= 2;
@@ -156,9 +146,48 @@ impl Shape {
                 digits_after_letters = 0;
             }
         }
+
+        // Counting digits per run costs more per byte, so it runs only on
+        // text with enough digits for a phone number at all.
+        if digits >= MIN_PHONE_DIGITS {
+            shape.count_runs(text);
+        }
         shape
     }
+
+    /// Sets the digit counts of the longest card and phone runs, stopping
+    /// once both are long enough for every detector.
+    fn count_runs(&mut self, text: &str) {
+        let mut card_run = CardRun::default();
+        let mut phone_run = 0;
+        for byte in text.bytes() {
+            card_run.push(byte);
+            self.card_run_digits = self.card_run_digits.max(card_run.digits);
+            match byte {
+                b'0'..=b'9' => {
+                    phone_run += 1;
+                    self.phone_run_digits = self.phone_run_digits.max(phone_run);
+                }
+                b'+' | b'(' | b')' | b' ' | b'.' | b'-' => {}
+                _ => phone_run = 0,
+            }
+            if self.card_run_digits >= MIN_CARD_DIGITS
+                && self.phone_run_digits >= MIN_NATIONAL_PHONE_DIGITS
+            {
+                return;
+            }
+        }
+    }
 }
+
+/// Fewest digits of a card number.
+const MIN_CARD_DIGITS: usize = 13;
+
+/// Fewest digits of a phone number written with `+` and a country code.
+const MIN_PHONE_DIGITS: usize = 8;
+
+/// Fewest digits of a phone number written without `+`.
+const MIN_NATIONAL_PHONE_DIGITS: usize = 10;
 
 /// Digits of the digit run that ends at the last byte pushed, as
 /// [`DIGIT_RUN`] would match it.
@@ -338,7 +367,8 @@ fn find_phones(text: &str, shape: &Shape) -> Vec<Range<usize>> {
     let mut spans: Vec<Range<usize>> = Vec::new();
 
     let international = shape.plus.then_some(&*PHONE_INTERNATIONAL);
-    let national = (shape.phone_run_digits >= 10).then_some([&*PHONE_NANP, &*PHONE_TRUNK]);
+    let national = (shape.phone_run_digits >= MIN_NATIONAL_PHONE_DIGITS)
+        .then_some([&*PHONE_NANP, &*PHONE_TRUNK]);
     let forms = international
         .into_iter()
         .chain(national.into_iter().flatten());

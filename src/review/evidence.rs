@@ -175,11 +175,14 @@ fn audit(gateway: &Gateway) -> ControlEvidence {
             "No audit section is configured.".into(),
         );
     }
+    let routes = gateway.routes.len();
     entry(
         &controls,
         "Audit trail",
         Support::Partial,
-        "The gateway records its decisions in a hash-chained log with signed checkpoints. Events inside the APIs, log retention and off-host copies are outside the gateway.".into(),
+        format!(
+            "The gateway records one decision per request in a hash-chained log with signed checkpoints, on all {routes} routes and for requests that match no route; no route can opt out. Events inside the APIs, log retention and off-host copies are outside the gateway."
+        ),
     )
 }
 
