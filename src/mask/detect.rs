@@ -109,11 +109,12 @@ impl Detector {
 /// What one scan over a text learns for every detector's quick rejection.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Shape {
-    /// Most digits in one run of digit groups split by single spaces or
-    /// dashes, the runs [`DIGIT_RUN`] finds and card numbers sit in.
+    /// Maximum digit count of one run of digit groups split by single
+    /// spaces or dashes. [`DIGIT_RUN`] finds these runs, and a card number
+    /// lies inside one.
     card_run_digits: usize,
-    /// Most digits in one run of the bytes a phone match can contain:
-    /// digits, `+`, `(`, `)`, space, `.` and `-`.
+    /// Maximum digit count of one run of the bytes a phone match can
+    /// contain: digits, `+`, `(`, `)`, space, `.` and `-`.
     phone_run_digits: usize,
     at_sign: bool,
     plus: bool,
@@ -180,13 +181,13 @@ impl Shape {
     }
 }
 
-/// Fewest digits of a card number.
+/// Minimum digit count of a card number.
 const MIN_CARD_DIGITS: usize = 13;
 
-/// Fewest digits of a phone number written with `+` and a country code.
+/// Minimum digit count of a phone number written with `+` and a country code.
 const MIN_PHONE_DIGITS: usize = 8;
 
-/// Fewest digits of a phone number written without `+`.
+/// Minimum digit count of a phone number written without `+`.
 const MIN_NATIONAL_PHONE_DIGITS: usize = 10;
 
 /// Digits of the digit run that ends at the last byte pushed, as

@@ -550,7 +550,8 @@ fn card_false_positives_on_random_digits_reported() {
     }
 }
 
-/// A shape that rejects nothing, so every detector runs its full search.
+/// Returns a shape that rejects nothing, so every detector runs its full
+/// search.
 fn permissive_shape() -> Shape {
     Shape {
         card_run_digits: usize::MAX,
