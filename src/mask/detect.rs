@@ -38,14 +38,21 @@ pub enum Detector {
 pub struct Pattern {
     name: String,
     regex: Regex,
+    /// The regex has no anchors or word boundaries, so whether it matches
+    /// a substring does not depend on the text around it.
+    context_free: bool,
 }
 
 impl Pattern {
     /// Compiles `source`. The `name` labels the detector in config and logs.
     pub fn new(name: &str, source: &str) -> Result<Pattern, regex::Error> {
+        let regex = Regex::new(source)?;
+        let context_free =
+            regex_syntax::parse(source).is_ok_and(|hir| hir.properties().look_set().is_empty());
         Ok(Pattern {
             name: name.to_owned(),
-            regex: Regex::new(source)?,
+            regex,
+            context_free,
         })
     }
 }
@@ -86,6 +93,18 @@ impl Detector {
                 .filter(|m| !m.is_empty())
                 .map(|m| m.range())
                 .collect(),
+        }
+    }
+
+    /// Returns whether no string inside `text` can hold a match, decided
+    /// by one search of the whole text. That holds for a context-free
+    /// pattern that does not match `text`, because every string of a JSON
+    /// body without escapes is a substring of the body. Built-in detectors
+    /// return false: their quick rejection works per string.
+    pub(crate) fn absent_from(&self, text: &str) -> bool {
+        match self {
+            Detector::Pattern(pattern) => pattern.context_free && !pattern.regex.is_match(text),
+            _ => false,
         }
     }
 

@@ -232,7 +232,38 @@ impl Masker {
     /// Rewrites every detector match in `text`, or returns `None` when
     /// nothing matched.
     fn mask_detected(&self, text: &str, context: &Context) -> Option<(String, usize)> {
-        let matches = self.find_matches(text);
+        self.mask_detected_except(text, context, 0)
+    }
+
+    /// Returns the bit set of the detectors that cannot match any string of
+    /// the JSON body `json`, which the body's strings then skip. Only a
+    /// body without escapes qualifies, because only there is every decoded
+    /// string a substring of the body.
+    fn detectors_absent_from(&self, json: &[u8]) -> u64 {
+        if json.contains(&b'\\') {
+            return 0;
+        }
+        let Ok(text) = std::str::from_utf8(json) else {
+            return 0;
+        };
+        let mut absent = 0;
+        for (index, rule) in self.rules.detectors.iter().enumerate().take(64) {
+            if rule.detector.absent_from(text) {
+                absent |= 1 << index;
+            }
+        }
+        absent
+    }
+
+    /// Masks like [`Masker::mask_detected`], without the detectors whose
+    /// bit is set in `skip`.
+    fn mask_detected_except(
+        &self,
+        text: &str,
+        context: &Context,
+        skip: u64,
+    ) -> Option<(String, usize)> {
+        let matches = self.find_matches(text, skip);
         if matches.is_empty() {
             return None;
         }
@@ -255,11 +286,15 @@ impl Masker {
         Some((masked, matches.len()))
     }
 
-    /// Finds the matches of every detector, sorted and without overlaps.
-    fn find_matches(&self, text: &str) -> Vec<(Range<usize>, usize)> {
+    /// Finds the matches of every detector not in `skip`, sorted and
+    /// without overlaps.
+    fn find_matches(&self, text: &str, skip: u64) -> Vec<(Range<usize>, usize)> {
         let mut matches: Vec<(Range<usize>, usize)> = Vec::new();
         let shape = detect::Shape::of(text);
         for (rule, detector_rule) in self.rules.detectors.iter().enumerate() {
+            if rule < 64 && skip & (1 << rule) != 0 {
+                continue;
+            }
             for span in detector_rule.detector.find_with(text, &shape) {
                 matches.push((span, rule));
             }

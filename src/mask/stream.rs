@@ -31,6 +31,7 @@ pub(super) fn mask_json_bytes(
     let root = Node {
         masker,
         context,
+        absent: masker.detectors_absent_from(json),
         output: &mut output,
         whole: masker.completed_style(&states),
         states,
@@ -66,6 +67,8 @@ impl Output {
 struct Node<'a, 'o> {
     masker: &'a Masker,
     context: &'a Context<'a>,
+    /// Detectors that match no string of the document, as a bit set.
+    absent: u64,
     output: &'o mut Output,
     states: States,
     whole: Option<MaskStyle>,
@@ -84,6 +87,7 @@ impl Node<'_, '_> {
         Node {
             masker: self.masker,
             context: self.context,
+            absent: self.absent,
             output: &mut *self.output,
             states,
             whole,
@@ -97,7 +101,10 @@ impl Node<'_, '_> {
             return;
         }
 
-        match self.masker.mask_detected(text, self.context) {
+        // The whole-body search covers strings only: a number's text here
+        // may be written differently from the body's bytes.
+        let skip = if quoted { self.absent } else { 0 };
+        match self.masker.mask_detected_except(text, self.context, skip) {
             Some((masked, _)) => self.output.masked(&masked),
             None if quoted => self.output.string(text),
             None => self.output.bytes.extend_from_slice(text.as_bytes()),

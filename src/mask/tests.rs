@@ -440,3 +440,71 @@ fn text_body_masked_by_detectors() {
         }
     }
 }
+
+/// Masks `body` in one pass and returns the masked document.
+fn mask_bytes(masker: &Masker, body: &str) -> serde_json::Value {
+    let context = Context {
+        pseudonym_key: None,
+        unmask: false,
+    };
+    match masker.mask_json_bytes(body.as_bytes(), &context).unwrap() {
+        Some((masked, _)) => serde_json::from_slice(&masked).unwrap(),
+        None => serde_json::from_str(body).unwrap(),
+    }
+}
+
+/// A pattern skipped after one search of the whole body must still mask
+/// every string it matches: escaped strings and anchored patterns, whose
+/// whole-body search could miss them, are searched per string.
+#[test]
+fn pattern_skip_keeps_every_match() {
+    let pattern = |source: &str| {
+        Masker::new(MaskRules {
+            fields: Vec::new(),
+            detectors: vec![detector(
+                Detector::Pattern(Pattern::new("order", source).unwrap()),
+                MaskStyle::Redact,
+            )],
+        })
+    };
+    let cases = [
+        (
+            "plain match",
+            "ORD-[0-9]{8}",
+            r#"{"a": "ORD-12345678", "b": "x"}"#,
+            json!({"a": REDACTED, "b": "x"}),
+        ),
+        (
+            "no match anywhere",
+            "ORD-[0-9]{8}",
+            r#"{"a": "ORD-1234", "b": "x"}"#,
+            json!({"a": "ORD-1234", "b": "x"}),
+        ),
+        (
+            "match only after unescaping",
+            "ORD-[0-9]{8}",
+            r#"{"a": "\u004FRD-12345678"}"#,
+            json!({"a": REDACTED}),
+        ),
+        (
+            "anchored pattern, which never matches the whole body",
+            "^ORD-[0-9]{8}$",
+            r#"{"a": "ORD-12345678", "b": "ORD-12345678 and more"}"#,
+            json!({"a": REDACTED, "b": "ORD-12345678 and more"}),
+        ),
+        (
+            "word boundary",
+            r"\bORD-[0-9]{8}\b",
+            r#"{"a": "ref ORD-12345678."}"#,
+            json!({"a": format!("ref {REDACTED}.")}),
+        ),
+    ];
+
+    for (description, source, body, expected) in cases {
+        assert_eq!(
+            mask_bytes(&pattern(source), body),
+            expected,
+            "{description}"
+        );
+    }
+}
