@@ -240,7 +240,12 @@ impl Masker {
     /// body without escapes qualifies, because only there is every decoded
     /// string a substring of the body.
     fn detectors_absent_from(&self, json: &[u8]) -> u64 {
-        if json.contains(&b'\\') {
+        let has_pattern = self
+            .rules
+            .detectors
+            .iter()
+            .any(|rule| matches!(rule.detector, Detector::Pattern(_)));
+        if !has_pattern || json.contains(&b'\\') {
             return 0;
         }
         let Ok(text) = std::str::from_utf8(json) else {
