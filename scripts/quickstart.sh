@@ -26,7 +26,7 @@ done
 
 step "Building portcullis (release)"
 cargo build --release --quiet
-bin=target/release/portcullis
+bin="${CARGO_TARGET_DIR:-target}/release/portcullis"
 
 step "Installing the users API example"
 (cd examples/users-api && npm ci --silent --no-audit --no-fund)
