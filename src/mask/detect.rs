@@ -38,9 +38,12 @@ pub enum Detector {
 pub struct Pattern {
     name: String,
     regex: Regex,
-    /// The regex has no anchors or word boundaries, so whether it matches
-    /// a substring does not depend on the text around it.
-    context_free: bool,
+    /// The same regex over bytes, when it has no anchors or word
+    /// boundaries: whether it matches a substring then does not depend on
+    /// the text around it, and one search of a whole JSON body shows
+    /// whether any of its strings can match. Over bytes, that search needs
+    /// no UTF-8 check of the body first.
+    body_regex: Option<regex::bytes::Regex>,
 }
 
 impl Pattern {
@@ -49,10 +52,15 @@ impl Pattern {
         let regex = Regex::new(source)?;
         let context_free =
             regex_syntax::parse(source).is_ok_and(|hir| hir.properties().look_set().is_empty());
+        let body_regex = if context_free {
+            Some(regex::bytes::Regex::new(source)?)
+        } else {
+            None
+        };
         Ok(Pattern {
             name: name.to_owned(),
             regex,
-            context_free,
+            body_regex,
         })
     }
 }
@@ -96,14 +104,17 @@ impl Detector {
         }
     }
 
-    /// Returns whether no string inside `text` can hold a match, decided
-    /// by one search of the whole text. That holds for a context-free
-    /// pattern that does not match `text`, because every string of a JSON
+    /// Returns whether no string inside `body` can hold a match, decided
+    /// by one search of the whole body. That holds for a context-free
+    /// pattern that does not match `body`, because every string of a JSON
     /// body without escapes is a substring of the body. Built-in detectors
     /// return false: their quick rejection works per string.
-    pub(crate) fn absent_from(&self, text: &str) -> bool {
+    pub(crate) fn absent_from(&self, body: &[u8]) -> bool {
         match self {
-            Detector::Pattern(pattern) => pattern.context_free && !pattern.regex.is_match(text),
+            Detector::Pattern(Pattern {
+                body_regex: Some(regex),
+                ..
+            }) => !regex.is_match(body),
             _ => false,
         }
     }

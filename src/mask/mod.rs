@@ -78,15 +78,12 @@ pub struct Masker {
     rules: MaskRules,
 }
 
-/// Path states of one value; most values have a few, kept inline.
-type States = smallvec::SmallVec<[PathState; 4]>;
-
-/// Progress of one field rule along a path: `segment` segments matched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PathState {
-    rule: usize,
-    segment: usize,
-}
+/// Progress of every field rule at one value, as one word per rule. Bit `s`
+/// of word `r` is set when rule `r` has matched its first `s` segments there.
+/// A rule can be at several depths of its path at once, because a
+/// descendant segment also stays where it is. Paths have at most
+/// [`path::MAX_SEGMENTS`] segments, so every depth fits in the word.
+type States = smallvec::SmallVec<[u64; 4]>;
 
 impl Masker {
     pub fn new(rules: MaskRules) -> Masker {
@@ -121,9 +118,7 @@ impl Masker {
     }
 
     fn root_states(&self) -> States {
-        (0..self.rules.fields.len())
-            .map(|rule| PathState { rule, segment: 0 })
-            .collect()
+        smallvec::smallvec![1; self.rules.fields.len()]
     }
 
     /// Masks detector matches in a text body and counts them.
@@ -147,7 +142,7 @@ impl Masker {
         }
     }
 
-    fn mask_node(&self, value: &mut Value, states: &[PathState], context: &Context) -> usize {
+    fn mask_node(&self, value: &mut Value, states: &[u64], context: &Context) -> usize {
         if let Some(style) = self.completed_style(states) {
             return mask_whole(value, style, context);
         }
@@ -189,44 +184,44 @@ impl Masker {
     }
 
     /// Returns the style of the first field rule whose whole path matched.
-    fn completed_style(&self, states: &[PathState]) -> Option<MaskStyle> {
-        states
+    fn completed_style(&self, states: &[u64]) -> Option<MaskStyle> {
+        self.rules
+            .fields
             .iter()
-            .filter(|state| state.segment == self.rules.fields[state.rule].path.segments().len())
-            .map(|state| state.rule)
-            .min()
-            .map(|rule| self.rules.fields[rule].style)
+            .zip(states)
+            .find(|(rule, depths)| *depths >> rule.path.segments().len() & 1 == 1)
+            .map(|(rule, _)| rule.style)
+    }
+
+    /// Returns the style of the first field rule whose whole path the
+    /// child under `key` completes: the style of `advance(states, key)`,
+    /// without computing those states.
+    fn completed_style_of_child(&self, states: &[u64], key: ChildKey<'_>) -> Option<MaskStyle> {
+        self.rules
+            .fields
+            .iter()
+            .zip(states)
+            .find(|(rule, depths)| {
+                // A path without segments selects the root only.
+                let segments = rule.path.segments();
+                let Some(last) = segments.len().checked_sub(1) else {
+                    return false;
+                };
+                *depths >> last & 1 == 1 && segments[last].selector.selects(key)
+            })
+            .map(|(rule, _)| rule.style)
     }
 
     /// Computes the path states of the child under `key`. A descendant
     /// segment stays active below the child as well, so it can match at any
     /// depth.
-    fn advance(&self, states: &[PathState], key: ChildKey<'_>) -> States {
-        let mut next = States::new();
-        for state in states {
-            let Some(segment) = self.rules.fields[state.rule]
-                .path
-                .segments()
-                .get(state.segment)
-            else {
-                continue;
-            };
-            if segment.selector.selects(key) {
-                next.push(PathState {
-                    rule: state.rule,
-                    segment: state.segment + 1,
-                });
-            }
-            if segment.descendant {
-                next.push(*state);
-            }
-        }
-
-        if next.len() > 1 {
-            next.sort_unstable();
-            next.dedup();
-        }
-        next
+    fn advance(&self, states: &[u64], key: ChildKey<'_>) -> States {
+        self.rules
+            .fields
+            .iter()
+            .zip(states)
+            .map(|(rule, &depths)| advance_rule(rule.path.segments(), depths, key))
+            .collect()
     }
 
     /// Rewrites every detector match in `text`, or returns `None` when
@@ -248,12 +243,9 @@ impl Masker {
         if !has_pattern || json.contains(&b'\\') {
             return 0;
         }
-        let Ok(text) = std::str::from_utf8(json) else {
-            return 0;
-        };
         let mut absent = 0;
         for (index, rule) in self.rules.detectors.iter().enumerate().take(64) {
-            if rule.detector.absent_from(text) {
+            if rule.detector.absent_from(json) {
                 absent |= 1 << index;
             }
         }
@@ -321,6 +313,27 @@ impl Masker {
         }
         kept
     }
+}
+
+/// Advances one rule's depths (see [`States`]) from a value to its child
+/// under `key`. A completed path has no next segment and ends there.
+fn advance_rule(segments: &[path::Segment], depths: u64, key: ChildKey<'_>) -> u64 {
+    let mut next = 0;
+    let mut pending = depths;
+    while pending != 0 {
+        let depth = pending.trailing_zeros() as usize;
+        pending &= pending - 1;
+        let Some(segment) = segments.get(depth) else {
+            continue;
+        };
+        if segment.selector.selects(key) {
+            next |= 1 << (depth + 1);
+        }
+        if segment.descendant {
+            next |= 1 << depth;
+        }
+    }
+    next
 }
 
 /// Masks a value selected by a field rule: scalars whole, containers leaf

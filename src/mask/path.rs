@@ -7,7 +7,12 @@
 
 use std::fmt;
 
+/// Maximum number of segments in a field path. The masker tracks how far each
+/// path has matched in one bit per segment of a 64-bit word.
+pub const MAX_SEGMENTS: usize = 63;
+
 /// Parsed field path, for example `$[*].card.number` or `$..email`.
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldPath {
     source: String,
@@ -81,6 +86,9 @@ impl FieldPath {
 
         let mut segments = Vec::new();
         while !parser.at_end() {
+            if segments.len() == MAX_SEGMENTS {
+                return Err(parser.error("the end of the path (at most 63 segments)"));
+            }
             segments.push(parser.segment()?);
         }
 
@@ -357,6 +365,12 @@ mod tests {
             ("text after root", "$x", 1, "`.`, `..` or `[`"),
             ("space in dotted name", "$.a b", 3, "`.`, `..` or `[`"),
             ("triple dot", "$...a", 3, "a member name or `*`"),
+            (
+                "64 segments",
+                &format!("${}", ".a".repeat(64)),
+                127,
+                "the end of the path (at most 63 segments)",
+            ),
         ];
 
         for (description, source, offset, expected) in cases {

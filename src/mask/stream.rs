@@ -27,15 +27,12 @@ pub(super) fn mask_json_bytes(
         bytes: Vec::with_capacity(json.len() + json.len() / 8),
         count: 0,
     };
-    let states = masker.root_states();
-    let root = Node {
+    let run = Run {
         masker,
         context,
         absent: masker.detectors_absent_from(json),
-        output: &mut output,
-        whole: masker.completed_style(&states),
-        states,
     };
+    let root = Node::root(run, &mut output);
 
     let mut parser = serde_json::Deserializer::from_slice(json);
     root.deserialize(&mut parser)?;
@@ -56,63 +53,141 @@ impl Output {
         let _ = serde_json::to_writer(&mut self.bytes, text);
     }
 
+    /// Writes a string that was read from the input without escapes, as it
+    /// was there. The parser rejects control characters, so such a string
+    /// contains nothing that needs an escape, and this writes what
+    /// [`Output::string`] would.
+    fn verbatim(&mut self, text: &str) {
+        self.bytes.reserve(text.len() + 2);
+        self.bytes.push(b'"');
+        self.bytes.extend_from_slice(text.as_bytes());
+        self.bytes.push(b'"');
+    }
+
     fn masked(&mut self, text: &str) {
         self.string(text);
         self.count += 1;
     }
 }
 
-/// One value of the document: where it is (the path states of the field
-/// rules) and, inside a value a field rule selected, that rule's style.
-struct Node<'a, 'o> {
+/// How a scalar's text was written in the input, and so how to write it
+/// back unmasked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A number or boolean, written without quotes.
+    Bare,
+    /// A string that had escapes; it is escaped again.
+    Escaped,
+    /// A string without escapes, copied as it was.
+    Verbatim,
+}
+
+/// What every value of one document shares.
+#[derive(Clone, Copy)]
+struct Run<'a> {
     masker: &'a Masker,
     context: &'a Context<'a>,
     /// Detectors that match no string of the document, as a bit set.
     absent: u64,
+}
+
+/// One value of the document: where it is and, when a field rule selects
+/// it or a value around it, that rule's style.
+struct Node<'a, 'o, 'p> {
+    run: Run<'a>,
     output: &'o mut Output,
+    place: Place<'p>,
+    whole: Option<MaskStyle>,
+}
+
+/// Where a value sits, from which the path states of its children follow.
+/// A child's states are computed only when it is an object or an array: a
+/// scalar needs no more than its `whole` style.
+enum Place<'p> {
+    Root(States),
+    Child(&'p [u64], ChildKey<'p>),
+}
+
+/// An object or array being read: the path states of its members.
+struct Container {
     states: States,
     whole: Option<MaskStyle>,
 }
 
-impl Node<'_, '_> {
-    fn child(&mut self, key: ChildKey<'_>) -> Node<'_, '_> {
-        let (states, whole) = match self.whole {
-            Some(style) => (States::new(), Some(style)),
-            None => {
-                let states = self.masker.advance(&self.states, key);
-                let whole = self.masker.completed_style(&states);
-                (states, whole)
-            }
-        };
+impl<'a, 'o> Node<'a, 'o, '_> {
+    fn root(run: Run<'a>, output: &'o mut Output) -> Self {
+        let states = run.masker.root_states();
         Node {
-            masker: self.masker,
-            context: self.context,
-            absent: self.absent,
-            output: &mut *self.output,
-            states,
-            whole,
+            run,
+            output,
+            whole: run.masker.completed_style(&states),
+            place: Place::Root(states),
         }
     }
 
-    fn scalar_text(self, text: &str, quoted: bool) {
+    /// Starts reading this value as an object or array.
+    fn open(self) -> (Run<'a>, &'o mut Output, Container) {
+        let states = match (self.whole, self.place) {
+            (Some(_), _) => States::new(),
+            (None, Place::Root(states)) => states,
+            (None, Place::Child(parent, key)) => self.run.masker.advance(parent, key),
+        };
+        let container = Container {
+            states,
+            whole: self.whole,
+        };
+        (self.run, self.output, container)
+    }
+
+    fn scalar_text(self, text: &str, form: Form) {
         if let Some(style) = self.whole {
-            let masked = style::apply(style, text, None, self.context.pseudonym_key);
+            let masked = style::apply(style, text, None, self.run.context.pseudonym_key);
             self.output.masked(&masked);
             return;
         }
 
         // The whole-body search covers strings only: a number's text here
         // may be written differently from the body's bytes.
-        let skip = if quoted { self.absent } else { 0 };
-        match self.masker.mask_detected_except(text, self.context, skip) {
+        let skip = if form == Form::Bare {
+            0
+        } else {
+            self.run.absent
+        };
+        match self
+            .run
+            .masker
+            .mask_detected_except(text, self.run.context, skip)
+        {
             Some((masked, _)) => self.output.masked(&masked),
-            None if quoted => self.output.string(text),
-            None => self.output.bytes.extend_from_slice(text.as_bytes()),
+            None => match form {
+                Form::Bare => self.output.bytes.extend_from_slice(text.as_bytes()),
+                Form::Escaped => self.output.string(text),
+                Form::Verbatim => self.output.verbatim(text),
+            },
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+impl Container {
+    fn child<'a, 'c>(
+        &'c self,
+        run: Run<'a>,
+        output: &'c mut Output,
+        key: ChildKey<'c>,
+    ) -> Node<'a, 'c, 'c> {
+        let whole = self
+            .whole
+            .or_else(|| run.masker.completed_style_of_child(&self.states, key));
+        Node {
+            run,
+            output,
+            place: Place::Child(&self.states, key),
+            whole,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, '_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -120,7 +195,7 @@ impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Node<'_, '_> {
+impl<'de> Visitor<'de> for Node<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
@@ -129,7 +204,7 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
 
     fn visit_bool<E: de::Error>(self, flag: bool) -> Result<(), E> {
         match self.whole {
-            Some(_) => self.scalar_text(if flag { "true" } else { "false" }, false),
+            Some(_) => self.scalar_text(if flag { "true" } else { "false" }, Form::Bare),
             None => self
                 .output
                 .bytes
@@ -139,12 +214,12 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_i64<E: de::Error>(self, number: i64) -> Result<(), E> {
-        self.scalar_text(itoa::Buffer::new().format(number), false);
+        self.scalar_text(itoa::Buffer::new().format(number), Form::Bare);
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(self, number: u64) -> Result<(), E> {
-        self.scalar_text(itoa::Buffer::new().format(number), false);
+        self.scalar_text(itoa::Buffer::new().format(number), Form::Bare);
         Ok(())
     }
 
@@ -152,12 +227,19 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         // The text serde_json writes for this number, as `Value` would.
         let text = serde_json::Number::from_f64(number)
             .map_or_else(|| "null".to_string(), |n| n.to_string());
-        self.scalar_text(&text, false);
+        self.scalar_text(&text, Form::Bare);
         Ok(())
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        self.scalar_text(text, true);
+        self.scalar_text(text, Form::Escaped);
+        Ok(())
+    }
+
+    // The parser lends a string straight from the input only when it had no
+    // escapes.
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<(), E> {
+        self.scalar_text(text, Form::Verbatim);
         Ok(())
     }
 
@@ -166,14 +248,15 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut items: A) -> Result<(), A::Error> {
-        self.output.bytes.push(b'[');
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let (run, output, container) = self.open();
+        output.bytes.push(b'[');
         let mut index = 0;
         loop {
             if index > 0 {
-                self.output.bytes.push(b',');
+                output.bytes.push(b',');
             }
-            let child = self.child(ChildKey::Index(index));
+            let child = container.child(run, output, ChildKey::Index(index));
             if items.next_element_seed(child)?.is_none() {
                 break;
             }
@@ -182,27 +265,31 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         // A comma was written before looking for an element that was not
         // there.
         if index > 0 {
-            self.output.bytes.pop();
+            output.bytes.pop();
         }
-        self.output.bytes.push(b']');
+        output.bytes.push(b']');
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, mut members: A) -> Result<(), A::Error> {
-        self.output.bytes.push(b'{');
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        let (run, output, container) = self.open();
+        output.bytes.push(b'{');
         let mut first = true;
         while let Some(name) = members.next_key_seed(Name)? {
             if !first {
-                self.output.bytes.push(b',');
+                output.bytes.push(b',');
             }
             first = false;
-            self.output.string(&name);
-            self.output.bytes.push(b':');
+            match &name {
+                Cow::Borrowed(name) => output.verbatim(name),
+                Cow::Owned(name) => output.string(name),
+            }
+            output.bytes.push(b':');
 
-            let child = self.child(ChildKey::Name(&name));
+            let child = container.child(run, output, ChildKey::Name(&name));
             members.next_value_seed(child)?;
         }
-        self.output.bytes.push(b'}');
+        output.bytes.push(b'}');
         Ok(())
     }
 }
@@ -332,6 +419,26 @@ mod tests {
         assert!(text.starts_with(r#"{"z":1,"a":"411111"#), "{text}");
         assert!(!text.contains("4111111111111111"), "{text}");
         assert!(text.ends_with(r#""m":[1,2]}"#), "{text}");
+    }
+
+    #[test]
+    fn unmasked_strings_and_names_written_back_exactly() {
+        let masker = Masker::new(MaskRules {
+            fields: vec![FieldRule {
+                path: FieldPath::parse("$.s").unwrap(),
+                style: MaskStyle::Redact,
+            }],
+            detectors: Vec::new(),
+        });
+        let json = r#"{"s":"x","plain é":"a/b","q\"uote":"q\"uote","esc":"\u00e9\n\/","":""}"#;
+
+        let (masked, _) = mask_json_bytes(&masker, json.as_bytes(), &Context::default())
+            .unwrap()
+            .unwrap();
+
+        let expected =
+            r#"{"s":"[REDACTED]","plain é":"a/b","q\"uote":"q\"uote","esc":"é\n/","":""}"#;
+        assert_eq!(String::from_utf8(masked).unwrap(), expected);
     }
 
     #[test]

@@ -114,6 +114,27 @@ fn each_path_form_selects_fields() {
             0,
         ),
         (
+            "descendant then child at two depths at once",
+            "$..a.b",
+            json!({"a": {"a": {"b": 1}, "b": 2}, "b": 3}),
+            json!({"a": {"a": {"b": REDACTED}, "b": REDACTED}, "b": 3}),
+            2,
+        ),
+        (
+            "two descendant segments",
+            "$..a..c",
+            json!({"a": {"x": [{"c": 1}], "a": {"c": 2}}, "c": 3}),
+            json!({"a": {"x": [{"c": REDACTED}], "a": {"c": REDACTED}}, "c": 3}),
+            2,
+        ),
+        (
+            "descendant wildcard then name",
+            "$..*.id",
+            json!({"id": 1, "u": {"id": 2, "v": [{"id": 3}]}}),
+            json!({"id": 1, "u": {"id": REDACTED, "v": [{"id": REDACTED}]}}),
+            2,
+        ),
+        (
             "nested matches of a descendant path counted once",
             "$..secret",
             json!({"secret": {"secret": "x"}}),
@@ -123,7 +144,14 @@ fn each_path_form_selects_fields() {
     ];
 
     for (description, path, mut body, expected, count) in cases {
+        let streamed = redact_fields(&[path])
+            .mask_json_bytes(&serde_json::to_vec(&body).unwrap(), &Context::default())
+            .unwrap()
+            .map(|(bytes, count)| (serde_json::from_slice::<Value>(&bytes).unwrap(), count));
         let masked = redact_fields(&[path]).mask_json(&mut body, &Context::default());
+
+        let streamed = streamed.unwrap_or_else(|| (body.clone(), 0));
+        assert_eq!(streamed, (body.clone(), masked), "{description}: streamed");
 
         assert_eq!(body, expected, "{description}");
         assert_eq!(masked, count, "{description}: count");
@@ -507,4 +535,28 @@ fn pattern_skip_keeps_every_match() {
             "{description}"
         );
     }
+}
+
+#[test]
+fn longest_path_masks_at_its_depth() {
+    let path = format!("${}", ".a".repeat(path::MAX_SEGMENTS));
+    let mut body = json!("secret");
+    for _ in 0..path::MAX_SEGMENTS {
+        body = json!({ "a": body, "b": "kept" });
+    }
+    let masker = redact_fields(&[&path]);
+
+    let (streamed, count) = masker
+        .mask_json_bytes(&serde_json::to_vec(&body).unwrap(), &Context::default())
+        .unwrap()
+        .unwrap();
+    let masked = masker.mask_json(&mut body, &Context::default());
+
+    let text = String::from_utf8(streamed).unwrap();
+    assert_eq!((count, masked), (1, 1));
+    assert!(
+        !text.contains("secret") && text.contains(REDACTED),
+        "{text}"
+    );
+    assert_eq!(text.matches("kept").count(), path::MAX_SEGMENTS);
 }
