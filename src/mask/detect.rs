@@ -155,6 +155,15 @@ pub(crate) struct Shape {
 
 impl Shape {
     pub(crate) fn of(text: &str) -> Shape {
+        // Every built-in detector needs a digit or an `@`. Most strings of
+        // a response have neither, and one plain pass over them is enough.
+        if !text
+            .bytes()
+            .any(|byte| byte.is_ascii_digit() || byte == b'@')
+        {
+            return Shape::default();
+        }
+
         let mut shape = Shape::default();
         let mut digits = 0;
         // Letters, then digits, seen in a row just before this byte.

@@ -34,11 +34,23 @@ pub(super) fn mask_json_bytes(
     };
     let root = Node::root(run, &mut output);
 
-    let mut parser = serde_json::Deserializer::from_slice(json);
-    root.deserialize(&mut parser)?;
-    parser.end()?;
+    // A body checked as UTF-8 once spares the parser that check on every
+    // string. A body that fails it is parsed as bytes, for the parser's
+    // error and its position.
+    match std::str::from_utf8(json) {
+        Ok(text) => parse(root, serde_json::Deserializer::from_str(text))?,
+        Err(_) => parse(root, serde_json::Deserializer::from_slice(json))?,
+    }
 
     Ok((output.count > 0).then_some((output.bytes, output.count)))
+}
+
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    root: Node<'_, '_, '_>,
+    mut parser: serde_json::Deserializer<R>,
+) -> Result<(), serde_json::Error> {
+    root.deserialize(&mut parser)?;
+    parser.end()
 }
 
 /// The masked document so far and the number of values rewritten.
@@ -445,7 +457,9 @@ mod tests {
     fn rejects_what_is_not_one_json_value() {
         let masker = masker();
         let context = Context::default();
-        for input in [&b"{"[..], b"[1,]", b"{} {}", b"nul", b"\"\\x\"", b"[1] x"] {
+        let invalid_utf8: [&[u8]; 3] = [b"\"\xff\"", b"[\"a\",\"\xc3\"]", b"{\"\xed\xa0\x80\":1}"];
+        let malformed: [&[u8]; 6] = [b"{", b"[1,]", b"{} {}", b"nul", b"\"\\x\"", b"[1] x"];
+        for input in malformed.into_iter().chain(invalid_utf8) {
             assert!(
                 mask_json_bytes(&masker, input, &context).is_err(),
                 "{}",
