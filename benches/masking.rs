@@ -15,10 +15,10 @@
 //!
 //! Run: `cargo bench --bench masking -- --warm-up-time 1 --measurement-time 3`.
 //!
-//! NOTE: on a 2-core AMD EPYC virtual machine shared with other builds,
-//! the whole stage took about 138 µs on the dense body (every user with
-//! five kinds of personal data, all matched) and about 89 µs on the
-//! ordinary list, both over a 50 µs budget; see docs/benchmarks.md.
+//! NOTE: on a 2-core Intel Xeon virtual machine the whole stage took about
+//! 44 µs on the ordinary list, within a 50 µs budget. The dense body, where
+//! every user has five kinds of personal data and all are matched, took
+//! about 103 µs. docs/benchmarks.md has the runs.
 
 use std::hint::black_box;
 use std::io::Write;
