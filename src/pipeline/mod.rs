@@ -2,7 +2,8 @@
 //! from the normalized request to the protected response.
 //!
 //! ```text
-//! normalize → route → authenticate → rate limit → authorize → forward → mask → protect
+//! normalize → route → rate limit (by IP) → authenticate → rate limit → authorize
+//!           → forward → mask → protect
 //! ```
 //!
 //! Each stage either enriches the request [`Context`] or ends the request
@@ -33,6 +34,7 @@ use crate::normalize::{self, Normalized};
 use crate::pipeline::body::{Body, LimitedBody};
 use crate::pipeline::reject::Rejection;
 use crate::proxy::upstream::{UpstreamError, Upstreams};
+use crate::ratelimit::config::RateLimitPolicy;
 use crate::ratelimit::{KeyInputs, Limiter, Outcome, Verdict};
 use crate::route::config::{AuthMode, RouteConfig};
 use crate::route::Router;
@@ -326,12 +328,17 @@ impl Gateway {
         check_declared_length(&parts, body_limit)?;
 
         if route.authentication == AuthMode::Required {
+            self.limit(context, &route, LimitStage::BeforeAuthentication)
+                .await?;
+            let tenant_known = context.tenant.is_some();
             let identity = self.authenticate(context, &parts).await?;
             self.bind_tenant(context, &identity, &route)?;
             context.identity = Some(identity);
+            let stage = LimitStage::AfterAuthentication { tenant_known };
+            self.limit(context, &route, stage).await?;
+        } else {
+            self.limit(context, &route, LimitStage::All).await?;
         }
-
-        self.limit(context, &route).await?;
 
         if let Some(identity) = &context.identity {
             crate::authz::check(&route.require, identity).map_err(Rejection::Forbidden)?;
@@ -563,18 +570,34 @@ impl Gateway {
         Ok(())
     }
 
-    async fn limit(&self, context: &mut Context, route: &RouteConfig) -> Result<(), Rejection> {
+    /// Counts the request against the rate-limit policies of `stage`, and
+    /// adds the outcome to that of an earlier stage.
+    async fn limit(
+        &self,
+        context: &mut Context,
+        route: &RouteConfig,
+        stage: LimitStage,
+    ) -> Result<(), Rejection> {
         let tenant_policies = context
             .tenant
             .as_ref()
             .map(|t| t.rate_limits.as_slice())
             .unwrap_or_default();
+        // A tenant found only from the credential had none of its policies
+        // counted before authentication.
+        let tenant_stage = match stage {
+            LimitStage::AfterAuthentication {
+                tenant_known: false,
+            } => LimitStage::All,
+            other => other,
+        };
         let policies: Vec<_> = self
             .config
             .global_rate_limits
             .iter()
-            .chain(tenant_policies)
-            .chain(route.rate_limits.iter())
+            .filter(|policy| stage.includes(policy))
+            .chain(tenant_policies.iter().filter(|p| tenant_stage.includes(p)))
+            .chain(route.rate_limits.iter().filter(|p| stage.includes(p)))
             .collect();
         if policies.is_empty() {
             return Ok(());
@@ -589,9 +612,12 @@ impl Gateway {
             .limiter
             .check(&policies, &inputs, route.on_store_failure)
             .await;
-        let Some(outcome) = checked else {
+        let Some(mut outcome) = checked else {
             return Ok(());
         };
+        if let Some(earlier) = context.limit.take() {
+            outcome = self.limiter.combine(earlier, outcome, &inputs);
+        }
         let verdict = outcome.verdict;
         context.limit = Some(outcome);
         match verdict {
@@ -798,5 +824,30 @@ fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Rejection> {
     match declared {
         Some(length) if length > limit => Err(Rejection::PayloadTooLarge),
         _ => Ok(()),
+    }
+}
+
+/// Point of the pipeline at which rate-limit policies are checked. On a
+/// route that requires authentication, the policies keyed by client IP
+/// alone are checked before it and the others after it (see
+/// [`RateLimitPolicy::before_authentication`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimitStage {
+    BeforeAuthentication,
+    /// `tenant_known`: the tenant was found before authentication, so its
+    /// policies of that stage were counted then.
+    AfterAuthentication {
+        tenant_known: bool,
+    },
+    All,
+}
+
+impl LimitStage {
+    fn includes(self, policy: &RateLimitPolicy) -> bool {
+        match self {
+            LimitStage::BeforeAuthentication => policy.before_authentication(),
+            LimitStage::AfterAuthentication { .. } => !policy.before_authentication(),
+            LimitStage::All => true,
+        }
     }
 }

@@ -42,6 +42,21 @@ pub struct RateLimitPolicy {
     pub shared: bool,
 }
 
+impl RateLimitPolicy {
+    /// Returns whether the policy is checked before authentication: its key
+    /// has the client IP and no part that comes from the credential. Such
+    /// a policy counts requests whose credential is missing or invalid too,
+    /// so a flood of forged tokens from one address ends in 429 instead of
+    /// a signature check each. Policies keyed only by route or tenant wait
+    /// for authentication, so that clients without a valid credential
+    /// cannot use up a budget that other clients share.
+    pub fn before_authentication(&self) -> bool {
+        let from_credential =
+            |part: &KeyPart| matches!(part, KeyPart::Subject | KeyPart::Client | KeyPart::Claim(_));
+        self.key.contains(&KeyPart::Ip) && !self.key.iter().any(from_credential)
+    }
+}
+
 /// The kind of limit a policy sets.
 #[derive(Debug)]
 pub enum Limit {

@@ -160,6 +160,20 @@ impl Limiter {
         Some(outcome)
     }
 
+    /// Adds the outcome of a later check of the same request to `earlier`.
+    /// When the later one refuses the request, `earlier` gives back what
+    /// it took from quotas and concurrency slots, as one check refused by
+    /// any of its policies does.
+    pub fn combine(&self, mut earlier: Outcome, later: Outcome, inputs: &KeyInputs) -> Outcome {
+        if later.verdict != Verdict::Admitted {
+            self.undo(&mut earlier, inputs);
+            earlier.verdict = later.verdict;
+        }
+        earlier.reports.extend(later.reports);
+        earlier.leases.extend(later.leases);
+        earlier
+    }
+
     fn check_local(
         &self,
         policy: &Arc<RateLimitPolicy>,
@@ -615,6 +629,75 @@ mod tests {
             Verdict::Limited { .. }
         ));
         assert_eq!(verdict(&limiter, &[&slots]).0, Verdict::Admitted);
+    }
+
+    #[test]
+    fn ip_keys_checked_before_authentication() {
+        let claim = KeyPart::Claim("org".into());
+        // (key, checked before authentication)
+        let cases = [
+            (vec![KeyPart::Ip], true),
+            (vec![KeyPart::Ip, KeyPart::Route], true),
+            (vec![KeyPart::Tenant, KeyPart::Ip], true),
+            (vec![KeyPart::Ip, KeyPart::Subject], false),
+            (vec![KeyPart::Client, KeyPart::Ip], false),
+            (vec![KeyPart::Ip, claim.clone()], false),
+            (vec![KeyPart::Route], false),
+            (vec![KeyPart::Tenant], false),
+            (vec![KeyPart::Subject], false),
+            (vec![claim], false),
+        ];
+        for (key, expected) in cases {
+            let policy = RateLimitPolicy {
+                name: "policy".into(),
+                limit: Limit::Rate(
+                    Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap(),
+                ),
+                key: key.clone(),
+                shared: false,
+            };
+            assert_eq!(policy.before_authentication(), expected, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn later_refusal_gives_back_earlier_quota() {
+        let limiter = Limiter::new(100, &StoreConfig::Memory, Arc::new(Metrics::new()));
+        let daily = policy(
+            "daily",
+            Limit::Window(crate::ratelimit::window::WindowQuota::new(
+                1,
+                crate::ratelimit::window::CalendarWindow::Day,
+                jiff::tz::TimeZone::UTC,
+                "UTC".into(),
+            )),
+        );
+        let rate = policy(
+            "rate",
+            Limit::Rate(Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap()),
+        );
+        let inputs = KeyInputs {
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            identity: None,
+            route_id: "reports",
+            tenant: None,
+        };
+
+        // The rate admits one request a minute: this one.
+        assert_eq!(verdict(&limiter, &[&rate]).0, Verdict::Admitted);
+        let (earlier, quota_taken) = verdict(&limiter, &[&daily]);
+        assert_eq!(earlier, Verdict::Admitted);
+        let (later, refused) = verdict(&limiter, &[&rate]);
+        assert!(matches!(later, Verdict::Limited { .. }), "{later:?}");
+        let combined = limiter.combine(quota_taken, refused, &inputs);
+
+        assert_eq!(combined.verdict, later);
+        assert_eq!(combined.reports.len(), 2, "both checks are reported");
+        assert_eq!(
+            verdict(&limiter, &[&daily]).0,
+            Verdict::Admitted,
+            "the earlier check's quota was given back"
+        );
     }
 
     #[test]

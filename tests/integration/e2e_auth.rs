@@ -462,6 +462,87 @@ async fn per_subject_limit_returns_429() {
 }
 
 #[tokio::test]
+async fn ip_limit_counts_forged_tokens() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let guarded = "id: guarded\nmatch: { path: /faults/headers, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [per-ip, per-subject]";
+    let yaml = config_for(&upstream, &[&provider])
+        .rate_limit(3, "1m")
+        .route(guarded)
+        .yaml()
+        .replace(
+            "rate_limits:\n  per-subject:",
+            "rate_limits:\n  per-ip:\n    requests: 3\n    per: 1m\n    key: [ip]\n  per-subject:",
+        );
+    let gateway = Gateway::start(&yaml).await;
+    let other_key = KeyFiles::generate_reusing_kid(&provider.signing_key().kid);
+    let forged = TokenForge::new(other_key.rs256(), provider.issuer(), "users-api")
+        .subject("reader")
+        .claim("scope", "read:users".into())
+        .sign();
+    let reader = provider.token("reader", "read:users").await;
+
+    // The subject-keyed limit of `list-users` waits for a valid token, so
+    // forged ones do not use up the reader's budget there.
+    for attempt in 1..=4 {
+        let response = gateway.get("/users").bearer(&forged).send().await;
+        let case = format!("forged token {attempt} on a subject-limited route");
+        assert_rejected(
+            &response,
+            401,
+            "token_signature_invalid",
+            Some(INVALID_TOKEN),
+            &case,
+        );
+    }
+    let response = gateway.get("/users").bearer(&reader).send().await;
+    assert_eq!(response.status(), 200, "{}", response.text());
+
+    // The IP-keyed limit counts every attempt, valid or not.
+    for attempt in 1..=3 {
+        let response = gateway.get("/faults/headers").bearer(&forged).send().await;
+        let case = format!("forged token {attempt} within the IP budget");
+        assert_rejected(
+            &response,
+            401,
+            "token_signature_invalid",
+            Some(INVALID_TOKEN),
+            &case,
+        );
+    }
+    let limited = gateway.get("/faults/headers").bearer(&forged).send().await;
+    assert_rejected(
+        &limited,
+        429,
+        "rate_limited",
+        None,
+        "forged token over the IP budget",
+    );
+    assert!(
+        limited.header("retry-after").is_some(),
+        "429 without Retry-After"
+    );
+    assert_eq!(
+        limited.header("ratelimit-policy"),
+        Some(r#""per-ip";q=3;w=60"#)
+    );
+    let valid = gateway.get("/faults/headers").bearer(&reader).send().await;
+    assert_rejected(
+        &valid,
+        429,
+        "rate_limited",
+        None,
+        "valid token from the same IP",
+    );
+
+    assert_eq!(
+        upstream.count().await,
+        1,
+        "requests that reached the upstream"
+    );
+}
+
+#[tokio::test]
 async fn rotated_key_accepted_without_restart() {
     let upstream = Upstream::start();
     let mut provider = Provider::start(ProviderOptions::default());

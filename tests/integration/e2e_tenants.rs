@@ -963,6 +963,43 @@ async fn tenant_budget_limits_only_its_tenant() {
 }
 
 #[tokio::test]
+async fn tenant_ip_limit_applies_after_authentication() {
+    let upstream = Upstream::start();
+    let acme = start_provider("acme");
+    let config = tenants_config(&upstream, TenantSource::Host)
+        .policy("ip-budget", "{ requests: 2, per: 1m, key: [ip] }")
+        .tenant(TenantSpec::new("acme", &acme).rate_limit("ip-budget"));
+    // Without `tenant_from` the tenant is known only from the token's
+    // issuer, after authentication.
+    let yaml: String = config
+        .yaml()
+        .lines()
+        .filter(|line| !line.starts_with("tenant_from:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let gateway = Gateway::start(&yaml).await;
+    let token = acme.token("reader", "read:users").await;
+
+    for attempt in 1..=2 {
+        let response = gateway.get("/users").bearer(&token).send().await;
+        assert_eq!(
+            response.status(),
+            200,
+            "request {attempt} within the tenant's IP budget: {}",
+            response.text()
+        );
+    }
+    let over = gateway.get("/users").bearer(&token).send().await;
+    assert_eq!(over.status(), 429, "over the IP budget: {}", over.text());
+    assert_eq!(over.reason().as_deref(), Some("rate_limited"));
+    assert_eq!(
+        upstream.count().await,
+        2,
+        "requests that reached the upstream"
+    );
+}
+
+#[tokio::test]
 async fn subject_limit_separates_tenants() {
     let upstream = Upstream::start();
     let acme = start_provider("acme");
