@@ -2,6 +2,8 @@ use serde_json::json;
 
 use super::*;
 
+mod paths;
+
 const TENANT_KEY: &[u8] = b"tenant-a-pseudonym-key-0123456789";
 
 fn field(path: &str, style: MaskStyle) -> FieldRule {
