@@ -566,6 +566,16 @@ mod tests {
         })
     }
 
+    fn daily_quota(limit: u64) -> Arc<RateLimitPolicy> {
+        let window = crate::ratelimit::window::WindowQuota::new(
+            limit,
+            crate::ratelimit::window::CalendarWindow::Day,
+            jiff::tz::TimeZone::UTC,
+            "UTC".into(),
+        );
+        policy("daily", Limit::Window(window))
+    }
+
     fn verdict(limiter: &Limiter, policies: &[&Arc<RateLimitPolicy>]) -> (Verdict, Outcome) {
         let inputs = KeyInputs {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -587,15 +597,7 @@ mod tests {
             "rate",
             Limit::Rate(Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap()),
         );
-        let daily = policy(
-            "daily",
-            Limit::Window(crate::ratelimit::window::WindowQuota::new(
-                2,
-                crate::ratelimit::window::CalendarWindow::Day,
-                jiff::tz::TimeZone::UTC,
-                "UTC".into(),
-            )),
-        );
+        let daily = daily_quota(2);
         let slots = policy(
             "slots",
             Limit::Concurrent {
@@ -663,15 +665,7 @@ mod tests {
     #[test]
     fn later_refusal_gives_back_earlier_quota() {
         let limiter = Limiter::new(100, &StoreConfig::Memory, Arc::new(Metrics::new()));
-        let daily = policy(
-            "daily",
-            Limit::Window(crate::ratelimit::window::WindowQuota::new(
-                1,
-                crate::ratelimit::window::CalendarWindow::Day,
-                jiff::tz::TimeZone::UTC,
-                "UTC".into(),
-            )),
-        );
+        let daily = daily_quota(1);
         let rate = policy(
             "rate",
             Limit::Rate(Quota::new(NonZeroU32::new(1).unwrap(), Duration::from_secs(60)).unwrap()),
