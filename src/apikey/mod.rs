@@ -68,7 +68,7 @@ impl KeyError {
 /// The source of the records.
 enum Source {
     File(PathBuf),
-    Shared(Feed),
+    Shared(Box<Feed>),
 }
 
 /// The keys of one configuration generation.
@@ -101,7 +101,11 @@ impl KeyRing {
                 let records = known.map(|p| (**p.inner.records.load()).clone());
                 let loaded = records.is_some();
                 let feed = Feed::new(redis, "apikey")?;
-                (Source::Shared(feed), records.unwrap_or_default(), loaded)
+                (
+                    Source::Shared(Box::new(feed)),
+                    records.unwrap_or_default(),
+                    loaded,
+                )
             }
         };
         Ok(KeyRing {

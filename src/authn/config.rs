@@ -499,9 +499,9 @@ fn read_key_source(map: &MapReader, base_dir: &Path) -> Option<KeySource> {
         map.problems.at(map.node, &map.path, message);
         return None;
     }
-    if algorithm_node.is_some() && given[0] != "secret" {
+    if let Some(node) = algorithm_node.filter(|_| given[0] != "secret") {
         map.problems.at(
-            algorithm_node.unwrap(),
+            node,
             &map.child_path("algorithm"),
             "algorithm is only used with secret; use algorithms to restrict a JWKS",
         );

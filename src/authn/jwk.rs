@@ -461,7 +461,7 @@ fn rsa_material(object: &Map<String, Value>) -> Result<KeyMaterial, JwkError> {
     if bits > MAX_RSA_MODULUS_BITS {
         return Err(JwkError::RsaModulusTooLarge { bits });
     }
-    if n.last().map_or(true, |low| low & 1 == 0) {
+    if n.last().is_none_or(|low| low & 1 == 0) {
         return Err(JwkError::InvalidRsaModulus);
     }
 

@@ -326,6 +326,6 @@ fn read_upstream(map: &MapReader, name: &str) -> Option<UpstreamConfig> {
         .map_or(upstream.max_idle_connections, |v| v as usize);
     upstream.preserve_host = map
         .choice("host_header", &["preserve", "upstream"])
-        .map_or(true, |v| v == "preserve");
+        .is_none_or(|v| v == "preserve");
     Some(upstream)
 }

@@ -212,7 +212,9 @@ mod tests {
             after: ".api.example.com".into(),
         };
         let header = TenantFrom::Header(http::HeaderName::from_static("x-tenant"));
-        let cases: [(&str, &TenantFrom, &[(&str, &str)]); 5] = [
+        // (description, tenant source, request headers)
+        type Case<'a> = (&'a str, &'a TenantFrom, &'a [(&'a str, &'a str)]);
+        let cases: [Case; 5] = [
             (
                 "two Host lines",
                 &host,

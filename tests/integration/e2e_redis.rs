@@ -40,7 +40,7 @@ async fn statuses(gateway: &Gateway, path: &str, token: &str, count: usize) -> V
 /// `n` copies of `status` followed by `m` copies of `then`.
 fn expected(status: u16, n: usize, then: u16, m: usize) -> Vec<u16> {
     let mut statuses = vec![status; n];
-    statuses.extend(std::iter::repeat(then).take(m));
+    statuses.extend(std::iter::repeat_n(then, m));
     statuses
 }
 
@@ -371,7 +371,7 @@ fn utc_month(now: u64) -> (u64, u64) {
 }
 
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// One quota policy of [`quota_reports_calendar_window`].

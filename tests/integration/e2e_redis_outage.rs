@@ -99,7 +99,7 @@ fn max_duration() -> Duration {
 
 fn expected(status: u16, n: usize, then: u16, m: usize) -> Vec<u16> {
     let mut statuses = vec![status; n];
-    statuses.extend(std::iter::repeat(then).take(m));
+    statuses.extend(std::iter::repeat_n(then, m));
     statuses
 }
 

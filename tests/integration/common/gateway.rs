@@ -292,7 +292,7 @@ impl Metrics {
         self.text
             .lines()
             .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| parse_sample(line))
+            .filter_map(parse_sample)
             .filter(|sample| sample.name == name)
             .filter(|sample| {
                 labels
