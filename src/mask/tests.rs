@@ -2,7 +2,9 @@ use serde_json::json;
 
 use super::*;
 
+mod detectors;
 mod paths;
+mod random;
 
 const TENANT_KEY: &[u8] = b"tenant-a-pseudonym-key-0123456789";
 

@@ -13,6 +13,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Number, Value};
 
+use super::random::Random;
 use crate::mask::path;
 use crate::mask::style;
 use crate::mask::{Context, FieldPath, FieldRule, MaskRules, MaskStyle, Masker, PseudonymKey};
@@ -98,32 +99,6 @@ const FLOATS: [f64; 10] = [
     f64::MAX,
     5e-324,
 ];
-
-/// Deterministic SplitMix64 generator, so that a failing case can be rerun
-/// from its seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn one_in(&mut self, count: usize) -> bool {
-        self.below(count) == 0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
 
 /// JSON document that keeps member order and duplicate member names, which
 /// `serde_json::Value` does not. Its `Debug` output is its compact JSON text.
