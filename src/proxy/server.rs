@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ pub async fn serve(
     let builder = Arc::new(http_builder(server));
     let open = Arc::new(AtomicUsize::new(0));
     let idle_timeout = server.timeouts.idle;
-    let handshake_timeout = server.timeouts.request_header;
+    let header_timeout = server.timeouts.request_header;
 
     loop {
         let accepted = tokio::select! {
@@ -64,11 +64,19 @@ pub async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    serve_connection(stream, connection, shared, &builder, idle_timeout, shutdown)
-                        .await
+                    serve_connection(
+                        stream,
+                        connection,
+                        shared,
+                        &builder,
+                        idle_timeout,
+                        header_timeout,
+                        shutdown,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             serve_connection(
                                 stream,
@@ -76,6 +84,7 @@ pub async fn serve(
                                 shared,
                                 &builder,
                                 idle_timeout,
+                                header_timeout,
                                 shutdown,
                             )
                             .await
@@ -143,6 +152,7 @@ async fn serve_connection<IO>(
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -168,6 +178,10 @@ async fn serve_connection<IO>(
     let mut conn = pin!(builder.serve_connection(io, service));
     let mut idle_check =
         tokio::time::interval(idle_timeout.div_f64(4.0).max(Duration::from_millis(10)));
+    // hyper's header timeout starts with the first byte, and the HTTP
+    // version detection before it has none, so a client that connects and
+    // sends nothing would otherwise hold the connection for `idle_timeout`.
+    let mut first_request = pin!(tokio::time::sleep(header_timeout));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -176,6 +190,12 @@ async fn serve_connection<IO>(
                     tracing::debug!(client.ip = %connection.peer.ip(), error = %error, "connection ended with an error");
                 }
                 return;
+            }
+            _ = first_request.as_mut(), if !activity.received.load(Ordering::Relaxed) => {
+                if !activity.received.load(Ordering::Relaxed) {
+                    tracing::debug!(client.ip = %connection.peer.ip(), "connection closed: no request within the header timeout");
+                    return;
+                }
             }
             _ = idle_check.tick(), if !closing => {
                 if activity.idle_for() >= idle_timeout && activity.in_flight.load(Ordering::Acquire) == 0 {
@@ -196,6 +216,8 @@ struct Activity {
     origin: Instant,
     last_millis: AtomicU64,
     in_flight: AtomicUsize,
+    /// The client has sent at least one byte.
+    received: AtomicBool,
 }
 
 impl Default for Activity {
@@ -204,6 +226,7 @@ impl Default for Activity {
             origin: Instant::now(),
             last_millis: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            received: AtomicBool::new(false),
         }
     }
 }
@@ -212,6 +235,11 @@ impl Activity {
     fn touch(&self) {
         let now = self.origin.elapsed().as_millis() as u64;
         self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn receive(&self) {
+        self.touch();
+        self.received.store(true, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -258,7 +286,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.receive();
         }
         result
     }

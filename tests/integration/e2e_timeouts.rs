@@ -1,6 +1,7 @@
 //! Connection timeouts against the running gateway: an idle keep-alive
-//! connection is closed, and a client that never finishes its request
-//! headers (slowloris) is cut off after the header timeout.
+//! connection is closed, a client that never finishes its request headers
+//! (slowloris) is cut off after the header timeout, and so is a client
+//! that connects and sends nothing.
 
 use crate::common;
 
@@ -64,6 +65,27 @@ async fn idle_connection_closed() {
     assert!(
         closed_after >= Duration::from_millis(900),
         "closed too early: {closed_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn silent_connection_cut_off() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let yaml = with_timeouts(config_for(&upstream, &[&provider]).yaml(), "1s", "60s");
+    let gateway = Gateway::start(&yaml).await;
+
+    let mut stream = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+
+    // The connection idles for up to 60s between requests, but a first
+    // request must start within the header timeout.
+    let closed_after = time_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let closed_after = closed_after.expect("a connection that sent nothing stayed open for 5s");
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed before the header timeout: {closed_after:?}"
     );
 }
 
