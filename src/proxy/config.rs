@@ -70,6 +70,8 @@ pub struct ServerLimits {
     /// Request body bytes, for routes that set no limit of their own.
     /// Default 1 MiB.
     pub max_body_bytes: u64,
+    /// Client connections open at once. Default 10 000.
+    pub max_connections: usize,
 }
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
@@ -88,6 +90,7 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_body_bytes: 1 << 20,
+            max_connections: 10_000,
         },
         trusted_proxies: TrustedProxies::default(),
         path: PathOptions::default(),
@@ -138,6 +141,9 @@ pub fn read_server(top: &MapReader, base_dir: &Path) -> Option<ServerConfig> {
         l.max_body_bytes = limits
             .byte_size("max_body_bytes", 0, 1 << 40)
             .unwrap_or(l.max_body_bytes);
+        l.max_connections = limits
+            .integer("max_connections", 1, 1_000_000)
+            .map_or(l.max_connections, |v| v as usize);
         limits.finish();
     }
     if let Some(items) = server.list("trusted_proxies") {

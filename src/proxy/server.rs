@@ -14,11 +14,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::pipeline::{Connection, Shared};
 use crate::proxy::config::ServerConfig;
+
+/// Minimum time between two warnings that the connection limit is reached.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Serves connections until `shutdown` turns true, then stops accepting,
 /// lets in-flight requests finish for up to `shutdown_grace`, and returns.
@@ -33,8 +36,28 @@ pub async fn serve(
     let open = Arc::new(AtomicUsize::new(0));
     let idle_timeout = server.timeouts.idle;
     let header_timeout = server.timeouts.request_header;
+    let slots = Arc::new(Semaphore::new(server.limits.max_connections));
+    let mut warned_full: Option<Instant> = None;
 
     loop {
+        // At the limit, new connections wait in the kernel's accept queue
+        // until an open one ends.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL) {
+                    tracing::warn!(
+                        connections.max = server.limits.max_connections,
+                        "connection limit reached; new connections wait until one closes"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => break,
@@ -62,6 +85,7 @@ pub async fn serve(
         );
         open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => {
                     serve_connection(

@@ -1,7 +1,8 @@
-//! Connection timeouts against the running gateway: an idle keep-alive
-//! connection is closed, a client that never finishes its request headers
-//! (slowloris) is cut off after the header timeout, and so is a client
-//! that connects and sends nothing.
+//! Connection timeouts and limits against the running gateway: an idle
+//! keep-alive connection is closed, a client that never finishes its
+//! request headers (slowloris) is cut off after the header timeout, and so
+//! is a client that connects and sends nothing. Connections beyond the
+//! configured maximum wait until an open one closes.
 
 use crate::common;
 
@@ -131,4 +132,65 @@ async fn slow_headers_cut_off() {
         started.elapsed()
     );
     assert_eq!(upstream.count().await, 0);
+}
+
+/// Sends one request on `stream` and returns the status line of the
+/// response, or `None` when none arrived within `limit`.
+async fn status_line(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    stream
+        .write_all(b"GET /users HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("writing");
+    let mut response = vec![0u8; 4096];
+    let read = tokio::time::timeout(limit, stream.read(&mut response))
+        .await
+        .ok()?
+        .expect("reading");
+    let text = String::from_utf8_lossy(&response[..read]);
+    text.lines().next().map(str::to_string)
+}
+
+#[tokio::test]
+async fn connections_beyond_limit_wait() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let yaml = config_for(&upstream, &[&provider]).yaml().replacen(
+        "  timeouts:\n",
+        "  limits:\n    max_connections: 2\n  timeouts:\n",
+        1,
+    );
+    let gateway = Gateway::start(&yaml).await;
+    let served = Some("HTTP/1.1 401 Unauthorized".to_string());
+
+    let mut first = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+    let mut second = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+    assert_eq!(
+        status_line(&mut first, Duration::from_secs(5)).await,
+        served
+    );
+    assert_eq!(
+        status_line(&mut second, Duration::from_secs(5)).await,
+        served
+    );
+
+    // The kernel completes the handshake, but the gateway does not accept
+    // the third connection while two are open.
+    let mut third = TcpStream::connect(gateway.address)
+        .await
+        .expect("connecting");
+    let waiting = status_line(&mut third, Duration::from_millis(500)).await;
+    assert_eq!(waiting, None, "a third connection was served");
+
+    drop(first);
+    let mut response = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut response))
+        .await
+        .expect("the third connection was not served after the first closed")
+        .expect("reading");
+    let text = String::from_utf8_lossy(&response[..read]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
 }
