@@ -328,9 +328,9 @@ impl Gateway {
         check_declared_length(&parts, body_limit)?;
 
         if route.authentication == AuthMode::Required {
-            self.limit(context, &route, LimitStage::BeforeAuthentication)
-                .await?;
             let tenant_known = context.tenant.is_some();
+            let stage = LimitStage::BeforeAuthentication { tenant_known };
+            self.limit(context, &route, stage).await?;
             let identity = self.authenticate(context, &parts).await?;
             self.bind_tenant(context, &identity, &route)?;
             context.identity = Some(identity);
@@ -831,22 +831,25 @@ fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Rejection> {
 /// route that requires authentication, the policies keyed by client IP
 /// alone are checked before it and the others after it (see
 /// [`RateLimitPolicy::before_authentication`]).
+/// `tenant_known` says whether the tenant was found before
+/// authentication. Only then were its policies, and policies keyed by
+/// tenant, counted before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LimitStage {
-    BeforeAuthentication,
-    /// `tenant_known`: the tenant was found before authentication, so its
-    /// policies of that stage were counted then.
-    AfterAuthentication {
-        tenant_known: bool,
-    },
+    BeforeAuthentication { tenant_known: bool },
+    AfterAuthentication { tenant_known: bool },
     All,
 }
 
 impl LimitStage {
     fn includes(self, policy: &RateLimitPolicy) -> bool {
         match self {
-            LimitStage::BeforeAuthentication => policy.before_authentication(),
-            LimitStage::AfterAuthentication { .. } => !policy.before_authentication(),
+            LimitStage::BeforeAuthentication { tenant_known } => {
+                policy.before_authentication(tenant_known)
+            }
+            LimitStage::AfterAuthentication { tenant_known } => {
+                !policy.before_authentication(tenant_known)
+            }
             LimitStage::All => true,
         }
     }

@@ -49,10 +49,16 @@ impl RateLimitPolicy {
     /// so a flood of forged tokens from one address ends in 429 instead of
     /// a signature check each. Policies keyed only by route or tenant wait
     /// for authentication, so that clients without a valid credential
-    /// cannot use up a budget that other clients share.
-    pub fn before_authentication(&self) -> bool {
-        let from_credential =
-            |part: &KeyPart| matches!(part, KeyPart::Subject | KeyPart::Client | KeyPart::Claim(_));
+    /// cannot use up a budget that other clients share. `tenant_known`
+    /// says whether the request's tenant is known before authentication:
+    /// when it comes only from the credential, a key with `tenant` waits
+    /// too, or every tenant would share the address's bucket.
+    pub fn before_authentication(&self, tenant_known: bool) -> bool {
+        let from_credential = |part: &KeyPart| match part {
+            KeyPart::Subject | KeyPart::Client | KeyPart::Claim(_) => true,
+            KeyPart::Tenant => !tenant_known,
+            KeyPart::Ip | KeyPart::Route => false,
+        };
         self.key.contains(&KeyPart::Ip) && !self.key.iter().any(from_credential)
     }
 }

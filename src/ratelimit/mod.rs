@@ -636,20 +636,22 @@ mod tests {
     #[test]
     fn ip_keys_checked_before_authentication() {
         let claim = KeyPart::Claim("org".into());
-        // (key, checked before authentication)
+        // (key, whether the tenant is known before authentication, checked
+        // before authentication)
         let cases = [
-            (vec![KeyPart::Ip], true),
-            (vec![KeyPart::Ip, KeyPart::Route], true),
-            (vec![KeyPart::Tenant, KeyPart::Ip], true),
-            (vec![KeyPart::Ip, KeyPart::Subject], false),
-            (vec![KeyPart::Client, KeyPart::Ip], false),
-            (vec![KeyPart::Ip, claim.clone()], false),
-            (vec![KeyPart::Route], false),
-            (vec![KeyPart::Tenant], false),
-            (vec![KeyPart::Subject], false),
-            (vec![claim], false),
+            (vec![KeyPart::Ip], false, true),
+            (vec![KeyPart::Ip, KeyPart::Route], false, true),
+            (vec![KeyPart::Tenant, KeyPart::Ip], true, true),
+            (vec![KeyPart::Tenant, KeyPart::Ip], false, false),
+            (vec![KeyPart::Ip, KeyPart::Subject], true, false),
+            (vec![KeyPart::Client, KeyPart::Ip], true, false),
+            (vec![KeyPart::Ip, claim.clone()], true, false),
+            (vec![KeyPart::Route], true, false),
+            (vec![KeyPart::Tenant], true, false),
+            (vec![KeyPart::Subject], true, false),
+            (vec![claim], true, false),
         ];
-        for (key, expected) in cases {
+        for (key, tenant_known, expected) in cases {
             let policy = RateLimitPolicy {
                 name: "policy".into(),
                 limit: Limit::Rate(
@@ -658,7 +660,11 @@ mod tests {
                 key: key.clone(),
                 shared: false,
             };
-            assert_eq!(policy.before_authentication(), expected, "{key:?}");
+            assert_eq!(
+                policy.before_authentication(tenant_known),
+                expected,
+                "{key:?}, tenant known: {tenant_known}"
+            );
         }
     }
 

@@ -1000,6 +1000,52 @@ async fn tenant_ip_limit_applies_after_authentication() {
 }
 
 #[tokio::test]
+async fn ip_tenant_limit_separates_token_tenants() {
+    let upstream = Upstream::start();
+    let acme = start_provider("acme");
+    let globex = start_provider("globex");
+    let config = tenants_config(&upstream, TenantSource::Host)
+        .policy("ip-tenant", "{ requests: 2, per: 1m, key: [ip, tenant] }")
+        .tenant(TenantSpec::new("acme", &acme))
+        .tenant(TenantSpec::new("globex", &globex));
+    // Without `tenant_from` the tenant is known only from the token, so a
+    // key with `tenant` cannot be counted before authentication.
+    let yaml: String = config
+        .yaml()
+        .lines()
+        .filter(|line| !line.starts_with("tenant_from:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let yaml = yaml.replacen(
+        "rate_limits: per-subject",
+        "rate_limits: [per-subject, ip-tenant]",
+        1,
+    );
+    let gateway = Gateway::start(&yaml).await;
+    let acme_token = acme.token("reader", "read:users").await;
+    let globex_token = globex.token("reader", "read:users").await;
+
+    for attempt in 1..=2 {
+        let response = gateway.get("/users").bearer(&acme_token).send().await;
+        assert_eq!(
+            response.status(),
+            200,
+            "acme request {attempt}: {}",
+            response.text()
+        );
+    }
+    let over = gateway.get("/users").bearer(&acme_token).send().await;
+    assert_eq!(over.status(), 429, "acme over its budget: {}", over.text());
+    let other = gateway.get("/users").bearer(&globex_token).send().await;
+    assert_eq!(
+        other.status(),
+        200,
+        "globex limited by acme's budget: {}",
+        other.text()
+    );
+}
+
+#[tokio::test]
 async fn subject_limit_separates_tenants() {
     let upstream = Upstream::start();
     let acme = start_provider("acme");
