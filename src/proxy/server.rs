@@ -202,9 +202,12 @@ async fn serve_connection<IO>(
     let mut conn = pin!(builder.serve_connection(io, service));
     let mut idle_check =
         tokio::time::interval(idle_timeout.div_f64(4.0).max(Duration::from_millis(10)));
-    // hyper's header timeout starts with the first byte, and the HTTP
-    // version detection before it has none, so a client that connects and
-    // sends nothing would otherwise hold the connection for `idle_timeout`.
+    // hyper's header timeout starts with the first byte of an HTTP/1
+    // request. The HTTP version detection before it, and an HTTP/2
+    // connection's frames, have no such bound, so a client could hold the
+    // connection for `idle_timeout` or longer without ever sending a
+    // request. A connection must deliver its first request within the
+    // header timeout.
     let mut first_request = pin!(tokio::time::sleep(header_timeout));
     let mut closing = false;
     loop {
@@ -215,8 +218,8 @@ async fn serve_connection<IO>(
                 }
                 return;
             }
-            _ = first_request.as_mut(), if !activity.received.load(Ordering::Relaxed) => {
-                if !activity.received.load(Ordering::Relaxed) {
+            _ = first_request.as_mut(), if !activity.requested.load(Ordering::Relaxed) => {
+                if !activity.requested.load(Ordering::Relaxed) {
                     tracing::debug!(client.ip = %connection.peer.ip(), "connection closed: no request within the header timeout");
                     return;
                 }
@@ -240,8 +243,8 @@ struct Activity {
     origin: Instant,
     last_millis: AtomicU64,
     in_flight: AtomicUsize,
-    /// The client has sent at least one byte.
-    received: AtomicBool,
+    /// A request has reached the gateway's service on this connection.
+    requested: AtomicBool,
 }
 
 impl Default for Activity {
@@ -250,7 +253,7 @@ impl Default for Activity {
             origin: Instant::now(),
             last_millis: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            received: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
         }
     }
 }
@@ -259,11 +262,6 @@ impl Activity {
     fn touch(&self) {
         let now = self.origin.elapsed().as_millis() as u64;
         self.last_millis.store(now, Ordering::Relaxed);
-    }
-
-    fn receive(&self) {
-        self.touch();
-        self.received.store(true, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -281,6 +279,7 @@ struct InFlight {
 
 impl InFlight {
     fn new(activity: Arc<Activity>, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        activity.requested.store(true, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         gauge.inc();
         InFlight { activity, gauge }
@@ -310,7 +309,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.receive();
+            self.activity.touch();
         }
         result
     }

@@ -91,6 +91,39 @@ async fn silent_connection_cut_off() {
 }
 
 #[tokio::test]
+async fn connection_without_request_cut_off() {
+    let upstream = Upstream::start();
+    let provider = Provider::start(ProviderOptions::default());
+    let yaml = with_timeouts(config_for(&upstream, &[&provider]).yaml(), "1s", "60s");
+    let gateway = Gateway::start(&yaml).await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let empty_settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+
+    // (description, bytes sent before going quiet)
+    let cases: [(&str, Vec<u8>); 2] = [
+        ("first byte of the HTTP/2 preface", b"P".to_vec()),
+        (
+            "HTTP/2 preface and SETTINGS",
+            [&preface[..], &empty_settings[..]].concat(),
+        ),
+    ];
+    for (description, bytes) in cases {
+        let mut stream = TcpStream::connect(gateway.address)
+            .await
+            .expect("connecting");
+        stream.write_all(&bytes).await.expect("writing");
+
+        let closed_after = time_until_closed(&mut stream, Duration::from_secs(5)).await;
+        let closed_after =
+            closed_after.unwrap_or_else(|| panic!("{description}: still open after 5s"));
+        assert!(
+            closed_after >= Duration::from_millis(900),
+            "{description}: closed before the header timeout: {closed_after:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn slow_headers_cut_off() {
     let upstream = Upstream::start();
     let provider = Provider::start(ProviderOptions::default());
