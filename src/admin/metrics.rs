@@ -63,6 +63,7 @@ pub struct Metrics {
     token_cache: Family<ResultLabels, Counter>,
     token_requests: Family<ResultLabels, Counter>,
     in_flight: Gauge,
+    connections_open: Gauge,
     generation: Gauge,
     reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge,
@@ -152,6 +153,12 @@ impl Metrics {
             "requests_in_flight",
             "Requests being served",
             in_flight.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open on the public listener",
+            connections_open.clone(),
         );
         let generation = Gauge::default();
         registry.register(
@@ -255,6 +262,7 @@ impl Metrics {
             token_cache,
             token_requests,
             in_flight,
+            connections_open,
             generation,
             reloads,
             last_reload_success,
@@ -404,6 +412,10 @@ impl Metrics {
 
     pub fn in_flight(&self) -> &Gauge {
         &self.in_flight
+    }
+
+    pub fn connections_open(&self) -> &Gauge {
+        &self.connections_open
     }
 
     /// Renders every metric in the Prometheus text format.

@@ -84,6 +84,8 @@ pub async fn serve(
             shutdown.clone(),
         );
         open.fetch_add(1, Ordering::Relaxed);
+        let open_gauge = shared.metrics.connections_open().clone();
+        open_gauge.inc();
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
@@ -123,6 +125,7 @@ pub async fn serve(
                 }
             }
             open.fetch_sub(1, Ordering::Relaxed);
+            open_gauge.dec();
         });
     }
 

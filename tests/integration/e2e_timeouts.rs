@@ -217,6 +217,11 @@ async fn connections_beyond_limit_wait() {
         .expect("connecting");
     let waiting = status_line(&mut third, Duration::from_millis(500)).await;
     assert_eq!(waiting, None, "a third connection was served");
+    let open = gateway
+        .metrics()
+        .await
+        .value("portcullis_connections_open", &[]);
+    assert_eq!(open, 2.0, "open connections while the third waits");
 
     drop(first);
     let mut response = vec![0u8; 4096];
