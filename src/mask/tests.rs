@@ -3,6 +3,7 @@ use serde_json::json;
 use super::*;
 
 mod detectors;
+mod document;
 mod paths;
 mod random;
 

@@ -12,9 +12,9 @@
 //! escapes, and some also from a pretty encoding and from one with a
 //! backslash escape.
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Number, Value};
 
+use super::document::Document;
 use super::random::Random;
 use crate::mask::{
     Context, Detector, DetectorRule, FieldPath, FieldRule, MaskRules, MaskStyle, Masker, Pattern,
@@ -225,45 +225,6 @@ const FLOATS: [f64; 9] = [
 impl Random {
     fn digit(&mut self) -> char {
         char::from(b'0' + self.below(10) as u8)
-    }
-}
-
-/// JSON document that keeps member order, so that the encoded body has
-/// the strings in the order they were generated, split matches included.
-/// Member names are unique within each object, because the tree masker
-/// works on a `serde_json::Value`.
-#[derive(Clone, Debug)]
-enum Document {
-    Null,
-    Bool(bool),
-    Number(Number),
-    String(String),
-    Array(Vec<Document>),
-    Object(Vec<(String, Document)>),
-}
-
-impl Serialize for Document {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Document::Null => serializer.serialize_unit(),
-            Document::Bool(flag) => serializer.serialize_bool(*flag),
-            Document::Number(number) => number.serialize(serializer),
-            Document::String(text) => serializer.serialize_str(text),
-            Document::Array(items) => {
-                let mut sequence = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    sequence.serialize_element(item)?;
-                }
-                sequence.end()
-            }
-            Document::Object(members) => {
-                let mut map = serializer.serialize_map(Some(members.len()))?;
-                for (name, value) in members {
-                    map.serialize_entry(name, value)?;
-                }
-                map.end()
-            }
-        }
     }
 }
 
