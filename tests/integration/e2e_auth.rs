@@ -461,6 +461,27 @@ async fn per_subject_limit_returns_429() {
     assert_eq!(upstream.count().await, 4);
 }
 
+/// Sends `attempts` requests to `path` with a token signed by the wrong
+/// key, and asserts that each gets 401.
+async fn assert_forged_rejected(
+    gateway: &Gateway,
+    path: &str,
+    forged: &str,
+    attempts: usize,
+    case: &str,
+) {
+    for attempt in 1..=attempts {
+        let response = gateway.get(path).bearer(forged).send().await;
+        assert_rejected(
+            &response,
+            401,
+            "token_signature_invalid",
+            Some(INVALID_TOKEN),
+            &format!("forged token {attempt} {case}"),
+        );
+    }
+}
+
 #[tokio::test]
 async fn ip_limit_counts_forged_tokens() {
     let upstream = Upstream::start();
@@ -484,32 +505,19 @@ async fn ip_limit_counts_forged_tokens() {
 
     // The subject-keyed limit of `list-users` waits for a valid token, so
     // forged ones do not use up the reader's budget there.
-    for attempt in 1..=4 {
-        let response = gateway.get("/users").bearer(&forged).send().await;
-        let case = format!("forged token {attempt} on a subject-limited route");
-        assert_rejected(
-            &response,
-            401,
-            "token_signature_invalid",
-            Some(INVALID_TOKEN),
-            &case,
-        );
-    }
+    assert_forged_rejected(&gateway, "/users", &forged, 4, "on a subject-limited route").await;
     let response = gateway.get("/users").bearer(&reader).send().await;
     assert_eq!(response.status(), 200, "{}", response.text());
 
     // The IP-keyed limit counts every attempt, valid or not.
-    for attempt in 1..=3 {
-        let response = gateway.get("/faults/headers").bearer(&forged).send().await;
-        let case = format!("forged token {attempt} within the IP budget");
-        assert_rejected(
-            &response,
-            401,
-            "token_signature_invalid",
-            Some(INVALID_TOKEN),
-            &case,
-        );
-    }
+    assert_forged_rejected(
+        &gateway,
+        "/faults/headers",
+        &forged,
+        3,
+        "within the IP budget",
+    )
+    .await;
     let limited = gateway.get("/faults/headers").bearer(&forged).send().await;
     assert_rejected(
         &limited,

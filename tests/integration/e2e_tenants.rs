@@ -962,6 +962,15 @@ async fn tenant_budget_limits_only_its_tenant() {
     assert_eq!(requests("globex", "429"), 0.0, "globex's limited requests");
 }
 
+/// Removes the `tenant_from` line, so that each request's tenant comes
+/// only from its credential's issuer.
+fn without_tenant_from(yaml: &str) -> String {
+    yaml.lines()
+        .filter(|line| !line.starts_with("tenant_from:"))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 #[tokio::test]
 async fn tenant_ip_limit_applies_after_authentication() {
     let upstream = Upstream::start();
@@ -971,12 +980,7 @@ async fn tenant_ip_limit_applies_after_authentication() {
         .tenant(TenantSpec::new("acme", &acme).rate_limit("ip-budget"));
     // Without `tenant_from` the tenant is known only from the token's
     // issuer, after authentication.
-    let yaml: String = config
-        .yaml()
-        .lines()
-        .filter(|line| !line.starts_with("tenant_from:"))
-        .map(|line| format!("{line}\n"))
-        .collect();
+    let yaml = without_tenant_from(&config.yaml());
     let gateway = Gateway::start(&yaml).await;
     let token = acme.token("reader", "read:users").await;
 
@@ -1010,12 +1014,7 @@ async fn ip_tenant_limit_separates_token_tenants() {
         .tenant(TenantSpec::new("globex", &globex));
     // Without `tenant_from` the tenant is known only from the token, so a
     // key with `tenant` cannot be counted before authentication.
-    let yaml: String = config
-        .yaml()
-        .lines()
-        .filter(|line| !line.starts_with("tenant_from:"))
-        .map(|line| format!("{line}\n"))
-        .collect();
+    let yaml = without_tenant_from(&config.yaml());
     let yaml = yaml.replacen(
         "rate_limits: per-subject",
         "rate_limits: [per-subject, ip-tenant]",
