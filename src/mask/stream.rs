@@ -82,7 +82,7 @@ impl Output {
     }
 }
 
-/// How a scalar's text was written in the input, and so how to write it
+/// Form of a scalar's text in the input, which decides how it is written
 /// back unmasked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Form {
@@ -94,7 +94,7 @@ enum Form {
     Verbatim,
 }
 
-/// What every value of one document shares.
+/// Settings shared by every value of one document.
 #[derive(Clone, Copy)]
 struct Run<'a> {
     masker: &'a Masker,
@@ -112,9 +112,9 @@ struct Node<'a, 'o, 'p> {
     whole: Option<MaskStyle>,
 }
 
-/// Where a value sits, from which the path states of its children follow.
-/// A child's states are computed only when it is an object or an array: a
-/// scalar needs no more than its `whole` style.
+/// Position of a value, from which the path states of its children follow.
+/// A child's states are computed only when it is an object or an array,
+/// because a scalar needs no more than its `whole` style.
 enum Place<'p> {
     Root(States),
     Child(&'p [u64], ChildKey<'p>),

@@ -831,9 +831,10 @@ fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Rejection> {
 /// route that requires authentication, the policies keyed by client IP
 /// alone are checked before it and the others after it (see
 /// [`RateLimitPolicy::before_authentication`]).
-/// `tenant_known` says whether the tenant was found before
-/// authentication. Only then were its policies, and policies keyed by
-/// tenant, counted before it.
+///
+/// `tenant_known` is true when the tenant was found before authentication.
+/// Only then are its policies, and policies keyed by tenant, counted
+/// before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LimitStage {
     BeforeAuthentication { tenant_known: bool },

@@ -49,10 +49,11 @@ impl RateLimitPolicy {
     /// so a flood of forged tokens from one address ends in 429 instead of
     /// a signature check each. Policies keyed only by route or tenant wait
     /// for authentication, so that clients without a valid credential
-    /// cannot use up a budget that other clients share. `tenant_known`
-    /// says whether the request's tenant is known before authentication:
-    /// when it comes only from the credential, a key with `tenant` waits
-    /// too, or every tenant would share the address's bucket.
+    /// cannot use up a budget that other clients share.
+    ///
+    /// `tenant_known` is true when the request's tenant is known before
+    /// authentication. When it comes only from the credential, a key with
+    /// `tenant` waits too, or every tenant would share the address's bucket.
     pub fn before_authentication(&self, tenant_known: bool) -> bool {
         let from_credential = |part: &KeyPart| match part {
             KeyPart::Subject | KeyPart::Client | KeyPart::Claim(_) => true,
