@@ -71,6 +71,7 @@ pub struct Metrics {
     store_circuit_open: Gauge,
     store_errors: Family<KindLabels, Counter>,
     store_fallbacks: Family<ResultLabels, Counter>,
+    store_reserved: Counter,
     audit_records: Counter,
     audit_failures: Family<OnFailureLabels, Counter>,
     audit_append_duration: Histogram,
@@ -203,6 +204,12 @@ impl Metrics {
             "Requests limited without the shared store, by what the route did (local, deny)",
             store_fallbacks.clone(),
         );
+        let store_reserved = Counter::default();
+        registry.register(
+            "rate_limit_reserved_decisions",
+            "Shared rate limit decisions made from tokens this instance reserved, without a store call",
+            store_reserved.clone(),
+        );
         let audit_records = Counter::default();
         registry.register(
             "audit_records",
@@ -253,6 +260,7 @@ impl Metrics {
             store_circuit_open,
             store_errors,
             store_fallbacks,
+            store_reserved,
             requests,
             duration,
             denials,
@@ -371,6 +379,10 @@ impl Metrics {
         self.store_fallbacks
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub fn store_reserved(&self) {
+        self.store_reserved.inc();
     }
 
     /// Counts one audit append and how long it waited.

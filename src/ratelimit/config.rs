@@ -107,6 +107,9 @@ pub struct RedisConfig {
     /// Instances that share the limits; while the store is unavailable,
     /// each one enforces its share of every limit.
     pub instances: u32,
+    /// Maximum time a rate limit token taken ahead of need may wait in
+    /// this instance's reserve; zero turns reserves off.
+    pub reserve_for: Duration,
     pub circuit: CircuitConfig,
 }
 
@@ -479,6 +482,9 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
     });
     let connections = optional(map, "connections", 2, |m, k| m.integer(k, 1, 64));
     let instances = optional(map, "instances", 1, |m, k| m.integer(k, 1, 10_000));
+    let reserve_for = optional(map, "reserve_for", Duration::from_millis(50), |m, k| {
+        m.duration(k, Duration::ZERO, Duration::from_secs(1))
+    });
     let circuit = read_circuit(map);
     if failed_password || bad_prefix {
         return None;
@@ -505,6 +511,7 @@ fn read_redis(map: &MapReader, base_dir: &Path) -> Option<RedisConfig> {
         timeout: timeout?,
         connections: connections? as usize,
         instances: instances? as u32,
+        reserve_for: reserve_for?,
         circuit: circuit?,
     })
 }

@@ -14,12 +14,13 @@ pub mod gcra;
 pub mod headers;
 pub mod memory;
 pub mod redis;
+pub mod reserve;
 pub mod window;
 
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::admin::metrics::Metrics;
 use crate::authn::Identity;
@@ -29,6 +30,7 @@ use crate::ratelimit::config::{KeyPart, Limit, RateLimitPolicy, StoreConfig, Sto
 use crate::ratelimit::gcra::{Decision, Quota};
 use crate::ratelimit::memory::MemoryStore;
 use crate::ratelimit::redis::{Call, RedisStore, Reply};
+use crate::ratelimit::reserve::{Grant, Reserves, Take};
 use crate::ratelimit::window::{Span, WindowCounters};
 
 /// The values a request is counted by.
@@ -86,6 +88,8 @@ pub struct Limiter {
     windows: WindowCounters,
     concurrency: Arc<LocalConcurrency>,
     shared: Option<RedisStore>,
+    /// Tokens of shared rate limits taken from the store ahead of need.
+    reserves: Reserves,
     /// Gateway instances sharing the store: the local fallback enforces
     /// this share of each limit.
     instances: u32,
@@ -103,11 +107,12 @@ const FALLBACK: &[u8] = b"\x00fallback";
 impl Limiter {
     pub fn new(max_keys: usize, store: &StoreConfig, metrics: Arc<Metrics>) -> Self {
         let max_keys = NonZeroUsize::new(max_keys.max(1)).unwrap();
-        let (shared, instances) = match store {
-            StoreConfig::Memory => (None, 1),
+        let (shared, instances, reserve_for) = match store {
+            StoreConfig::Memory => (None, 1, Duration::ZERO),
             StoreConfig::Redis(config) => (
                 Some(RedisStore::new(config.clone(), metrics.clone())),
                 config.instances,
+                config.reserve_for,
             ),
         };
         Limiter {
@@ -115,6 +120,7 @@ impl Limiter {
             windows: WindowCounters::new(max_keys),
             concurrency: Arc::new(LocalConcurrency::default()),
             shared,
+            reserves: Reserves::new(reserve_for, max_keys.get()),
             instances,
             metrics,
         }
@@ -128,8 +134,8 @@ impl Limiter {
     }
 
     /// Counts the request against every policy: the in-process ones here,
-    /// the shared ones in one round trip to the store. Returns `None` when
-    /// no policy applies.
+    /// the shared ones from this instance's reserves or in one round trip
+    /// to the store. Returns `None` when no policy applies.
     pub async fn check(
         &self,
         policies: &[&Arc<RateLimitPolicy>],
@@ -219,18 +225,48 @@ impl Limiter {
     ) {
         let store = self.shared.as_ref().expect("shared policies need a store");
         let now = jiff::Timestamp::now();
-        let calls = policies
-            .iter()
-            .map(|policy| shared_call(store.key_prefix(), policy, inputs, now))
-            .collect();
+        let sent_at = Instant::now();
+        // Each policy sent to the store, with its key when the reply
+        // refills the key's reserve.
+        let mut sent: Vec<(&Arc<RateLimitPolicy>, Option<String>)> = Vec::new();
+        let mut calls = Vec::with_capacity(policies.len());
+        for &policy in policies {
+            let mut call = shared_call(store.key_prefix(), policy, inputs, now);
+            let mut refill = false;
+            if let (Call::Rate { key, requested, .. }, Limit::Rate(quota)) =
+                (&mut call, &policy.limit)
+            {
+                match self.reserves.take(key, quota, sent_at) {
+                    Take::Spent(decision) => {
+                        self.metrics.store_reserved();
+                        outcome.rate(policy, decision, None, None);
+                        continue;
+                    }
+                    Take::Ask { tokens, refill: r } => (*requested, refill) = (tokens, r),
+                }
+            }
+            sent.push((policy, refill.then(|| call.key().to_owned())));
+            calls.push(call);
+        }
+        if calls.is_empty() {
+            return;
+        }
+
         let replies = match store.run(calls).await {
             Ok(replies) => replies,
             Err(unavailable) => {
-                self.fall_back(policies, inputs, on_failure, unavailable, outcome);
+                let unsent: Vec<_> = sent.iter().map(|(policy, _)| *policy).collect();
+                for key in sent.iter().filter_map(|(_, key)| key.as_deref()) {
+                    self.reserves.failed(key);
+                }
+                self.fall_back(&unsent, inputs, on_failure, unavailable, outcome);
                 return;
             }
         };
-        for (policy, reply) in policies.iter().zip(replies) {
+        for ((policy, refill), reply) in sent.into_iter().zip(replies) {
+            if let Some(key) = refill {
+                self.reserves.granted(&key, grant_of(&reply), sent_at);
+            }
             record_reply(policy, reply, now, outcome);
         }
     }
@@ -371,6 +407,7 @@ fn shared_call(
             interval_us: quota.emission_interval().as_nanos().div_ceil(1000) as u64,
             burst: quota.burst().get(),
             cost: 1,
+            requested: 1,
         },
         Limit::Window(window) => {
             let span = window.span(now);
@@ -408,6 +445,7 @@ fn record_reply(
                 remaining,
                 reset_after,
                 retry_after,
+                ..
             },
             Limit::Rate(quota),
         ) => {
@@ -428,6 +466,27 @@ fn record_reply(
         (Reply::Acquire(Some(lease)), _) => outcome.leases.push(Lease::Shared(lease)),
         (Reply::Acquire(None), _) => outcome.refuse(Verdict::Concurrency),
         _ => unreachable!("the store answers each call with its own kind of reply"),
+    }
+}
+
+/// Returns what a rate reply granted toward the reserve of its key.
+fn grant_of(reply: &Reply) -> Grant {
+    match reply {
+        Reply::Rate {
+            granted,
+            remaining,
+            reset_after,
+            ..
+        } => Grant {
+            tokens: *granted,
+            remaining: u32::try_from(*remaining).unwrap_or(u32::MAX),
+            reset_after: *reset_after,
+        },
+        _ => Grant {
+            tokens: 0,
+            remaining: 0,
+            reset_after: Duration::ZERO,
+        },
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Each decision is one server-side script, loaded once and called by its
 //! hash, touching one key; the calls of one request go out together on a
-//! multiplexed connection, so a request costs one round trip. Every call is
+//! multiplexed connection, so a request costs one round trip at most (a
+//! rate call can also fill a [reserve](super::reserve)). Every call is
 //! bounded by the configured timeout, and a [`Circuit`] stops calling a
 //! store that keeps failing. Keys are `<prefix>:<kind>:{<hash>}`: the hash
 //! of the key parts hides credentials and identities, and the braces make
@@ -25,12 +26,15 @@ use crate::ratelimit::config::{RedisConfig, RedisEndpoints};
 
 /// One decision to make in the store.
 pub enum Call {
-    /// GCRA: emission interval in microseconds, burst, cost.
+    /// GCRA: emission interval in microseconds, burst and cost. An admitted
+    /// request takes up to `requested` tokens (at least `cost`), and the
+    /// ones beyond its cost fill this instance's reserve.
     Rate {
         key: String,
         interval_us: u64,
         burst: u32,
         cost: u32,
+        requested: u32,
     },
     /// Calendar quota: limit, and when the window's count may be dropped.
     Quota {
@@ -46,6 +50,15 @@ pub enum Call {
     },
 }
 
+impl Call {
+    /// Returns the key the call counts under.
+    pub fn key(&self) -> &str {
+        match self {
+            Call::Rate { key, .. } | Call::Quota { key, .. } | Call::Acquire { key, .. } => key,
+        }
+    }
+}
+
 /// The store's reply to a [`Call`], in the same order.
 pub enum Reply {
     Rate {
@@ -53,6 +66,8 @@ pub enum Reply {
         remaining: u64,
         reset_after: Duration,
         retry_after: Option<Duration>,
+        /// Tokens granted, the cost included; zero when refused.
+        granted: u32,
     },
     Quota {
         allowed: bool,
@@ -281,15 +296,21 @@ impl Inner {
                 interval_us,
                 burst,
                 cost,
+                requested,
             } => {
                 let mut invocation = self.scripts.rate.key(key);
-                invocation.arg(*interval_us).arg(*burst).arg(*cost);
-                let reply: (i64, i64, i64, i64) = invocation.invoke_async(&mut conn).await?;
+                invocation
+                    .arg(*interval_us)
+                    .arg(*burst)
+                    .arg(*cost)
+                    .arg(*requested);
+                let reply: (i64, i64, i64, i64, i64) = invocation.invoke_async(&mut conn).await?;
                 Ok(Reply::Rate {
                     allowed: reply.0 == 1,
                     remaining: reply.1.max(0) as u64,
                     reset_after: micros(reply.2),
                     retry_after: (reply.3 >= 0).then(|| micros(reply.3)),
+                    granted: u32::try_from(reply.4.max(0)).unwrap_or(u32::MAX),
                 })
             }
             Call::Quota {

@@ -195,8 +195,36 @@ async fn limit_counts_across_two_gateways() {
 
 #[tokio::test]
 async fn admitted_load_stays_within_rate_across_gateways() {
-    const RATE: u64 = 10;
-    const BURST: u64 = 5;
+    let run = admit_under_load(10, 5, Duration::from_millis(5)).await;
+    assert_eq!(
+        run.reserved, 0.0,
+        "a burst of 5 is too small for reserves: every decision is the store's"
+    );
+}
+
+/// With a limit fast enough for reserves, each gateway spends tokens it
+/// took ahead of need, and the two together still stay within the rate.
+#[tokio::test]
+async fn reserved_tokens_stay_within_rate_across_gateways() {
+    let run = admit_under_load(200, 200, Duration::ZERO).await;
+    assert!(
+        run.reserved > 0.0,
+        "no decision was made from reserved tokens"
+    );
+}
+
+/// What [`admit_under_load`] measured.
+struct LoadRun {
+    /// Decisions the gateways made from reserved tokens.
+    reserved: f64,
+}
+
+/// Sends load from 4 clients to each of two gateways sharing one Redis,
+/// for 3 s against a limit of `rate` per second with `burst`. Checks that
+/// the admitted requests stay within `rate x 1.05 + burst`, that the load
+/// was heavy enough to be limited, and that no more than the admitted
+/// requests reached the upstream.
+async fn admit_under_load(rate: u64, burst: u64, pause: Duration) -> LoadRun {
     const CLIENTS_PER_GATEWAY: usize = 4;
     const LOAD: Duration = Duration::from_secs(3);
 
@@ -208,7 +236,7 @@ async fn admitted_load_stays_within_rate_across_gateways() {
         "id: accuracy\nmatch: { path: /faults/headers, methods: [GET] }\nupstream: users\nrequire: { scopes: [read:users] }\nrate_limits: [accuracy]",
     );
     let policy =
-        format!("accuracy: {{ requests: {RATE}, per: 1s, burst: {BURST}, key: [subject] }}");
+        format!("accuracy: {{ requests: {rate}, per: 1s, burst: {burst}, key: [subject] }}");
     let yaml = with_store(&config.yaml(), &store, &[&policy]);
     let gateways = [Gateway::start(&yaml).await, Gateway::start(&yaml).await];
     let token = token_for(&provider, "accuracy-subject");
@@ -237,7 +265,7 @@ async fn admitted_load_stays_within_rate_across_gateways() {
                         _ => &other,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(pause).await;
                 }
             }));
         }
@@ -249,11 +277,19 @@ async fn admitted_load_stays_within_rate_across_gateways() {
 
     let admitted = admitted.load(Ordering::Relaxed);
     let limited = limited.load(Ordering::Relaxed);
-    let expected_by_rate = RATE as f64 * elapsed.as_secs_f64();
-    let bound = expected_by_rate * 1.05 + BURST as f64;
+    let expected_by_rate = rate as f64 * elapsed.as_secs_f64();
+    let bound = expected_by_rate * 1.05 + burst as f64;
+    let mut reserved = 0.0;
+    for gateway in &gateways {
+        reserved += gateway
+            .metrics()
+            .await
+            .value("portcullis_rate_limit_reserved_decisions_total", &[]);
+    }
     eprintln!(
-        "accuracy: {admitted} admitted, {limited} limited in {:.2}s from {} clients on 2 gateways \
-         sharing one Redis; policy {RATE}/s burst {BURST}; bound {bound:.1}",
+        "accuracy: {admitted} admitted ({reserved} from reserves), {limited} limited in {:.2}s \
+         from {} clients on 2 gateways sharing one Redis; policy {rate}/s burst {burst}; \
+         bound {bound:.1}",
         elapsed.as_secs_f64(),
         2 * CLIENTS_PER_GATEWAY
     );
@@ -279,6 +315,7 @@ async fn admitted_load_stays_within_rate_across_gateways() {
         admitted,
         "requests that reached the upstream"
     );
+    LoadRun { reserved }
 }
 
 #[tokio::test]

@@ -1,0 +1,413 @@
+//! Reserves: tokens of a shared rate limit that this instance took from
+//! the store ahead of need, so that its next requests for the same key
+//! are decided without a round trip.
+//!
+//! A key starts without a reserve: each request asks the store for its
+//! own token. When a key's requests come faster than one per hold time,
+//! the call that finds the reserve empty asks for twice as many tokens as
+//! the last one did, up to a ceiling. When a reserve's hold time ends with
+//! tokens left, the next call asks for half as many. After a refusal the
+//! key starts again from one token. The store never grants more tokens
+//! than the burst has spare, so near the limit a reserve holds few or
+//! none.
+//!
+//! What this does to the limit:
+//! - Every token spent here was first counted in the store, so a fleet
+//!   never admits more than the store granted.
+//! - A token is spent at most one hold time after the store granted it.
+//!   The admissions of any span of time can therefore include tokens
+//!   granted up to one hold time before it. The hold is at most a
+//!   twentieth of the policy's period.
+//! - Tokens left when the hold time ends are dropped. The limit is then
+//!   stricter for the rest of the period, never looser.
+//! - One reserve holds at most a tenth of the burst, so that one instance
+//!   cannot take a key's whole burst from the others.
+//! - While a request spends a reserved token, its `RateLimit` fields are
+//!   estimated from the store's last reply.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::ratelimit::gcra::{Decision, Quota};
+
+/// Share of a policy's period that bounds the hold time.
+const PERIOD_DIVISOR: u32 = 20;
+
+/// Share of a policy's burst that bounds one reserve.
+const BURST_DIVISOR: u32 = 10;
+
+const SHARD_COUNT: usize = 16;
+
+/// The reserves of every shared rate limit key this instance uses.
+pub struct Reserves {
+    /// Longest time a granted token may wait here; zero turns reserves off.
+    hold: Duration,
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<String, Reserve>>]>,
+    shard_capacity: usize,
+}
+
+struct Reserve {
+    /// Tokens left to spend.
+    tokens: u32,
+    /// When the call that granted them was sent.
+    granted: Instant,
+    /// Tokens the next call asks for.
+    size: u32,
+    /// A call that will refill this reserve is on its way.
+    refilling: bool,
+    /// The key's bucket as the store reported it with the grant: tokens
+    /// left beside this reserve, and the time until it is full again.
+    shared_remaining: u32,
+    reset_after: Duration,
+}
+
+/// What [`Reserves::take`] decided for one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Take {
+    /// A reserved token admits the request.
+    Spent(Decision),
+    /// The store decides: ask it for `tokens` tokens (the request's own
+    /// included). A `refill` call reports its reply back with
+    /// [`Reserves::granted`] or [`Reserves::failed`].
+    Ask { tokens: u32, refill: bool },
+}
+
+/// What the store granted a refill call.
+pub struct Grant {
+    /// Tokens granted, the request's own included; zero when refused.
+    pub tokens: u32,
+    /// Tokens the bucket has left beside them.
+    pub remaining: u32,
+    pub reset_after: Duration,
+}
+
+const EXACT: Take = Take::Ask {
+    tokens: 1,
+    refill: false,
+};
+
+impl Reserves {
+    /// Tracks the reserves of at most about `max_keys` keys, each spent
+    /// within `hold` of its grant.
+    pub fn new(hold: Duration, max_keys: usize) -> Self {
+        Reserves {
+            hold,
+            hasher: RandomState::new(),
+            shards: (0..SHARD_COUNT).map(|_| Mutex::default()).collect(),
+            shard_capacity: max_keys.div_ceil(SHARD_COUNT).max(1),
+        }
+    }
+
+    /// Spends one reserved token of `key`, or says what to ask the store
+    /// for.
+    pub fn take(&self, key: &str, quota: &Quota, now: Instant) -> Take {
+        let (hold, ceiling) = self.bounds(quota);
+        if ceiling <= 1 {
+            return EXACT;
+        }
+
+        let mut shard = self.shard(key);
+        let Some(reserve) = shard.get_mut(key) else {
+            if shard.len() >= self.shard_capacity {
+                shard.retain(|_, reserve| reserve.refilling || now < reserve.granted + hold);
+                if shard.len() >= self.shard_capacity {
+                    return EXACT;
+                }
+            }
+            shard.insert(key.to_owned(), Reserve::first(now));
+            return Take::Ask {
+                tokens: 1,
+                refill: true,
+            };
+        };
+
+        let held = now.saturating_duration_since(reserve.granted);
+        let fresh = held < hold;
+        if fresh && reserve.tokens > 0 {
+            reserve.tokens -= 1;
+            return Take::Spent(reserve.decision(quota, held));
+        }
+        if reserve.refilling {
+            return EXACT;
+        }
+
+        reserve.size = if fresh {
+            reserve.size.saturating_mul(2).min(ceiling)
+        } else if reserve.tokens > 0 {
+            (reserve.size / 2).max(1)
+        } else {
+            reserve.size.min(ceiling)
+        };
+        reserve.tokens = 0;
+        reserve.refilling = true;
+        Take::Ask {
+            tokens: reserve.size,
+            refill: true,
+        }
+    }
+
+    /// Stores the tokens a refill call brought beyond its request's own.
+    /// `sent_at` is when the call was sent.
+    pub fn granted(&self, key: &str, grant: Grant, sent_at: Instant) {
+        let mut shard = self.shard(key);
+        let Some(reserve) = shard.get_mut(key) else {
+            return;
+        };
+        reserve.refilling = false;
+        reserve.granted = sent_at;
+        reserve.tokens = grant.tokens.saturating_sub(1);
+        reserve.shared_remaining = grant.remaining;
+        reserve.reset_after = grant.reset_after;
+        if grant.tokens == 0 {
+            reserve.size = 1;
+        }
+    }
+
+    /// Lets a later request refill the reserve after a call failed.
+    pub fn failed(&self, key: &str) {
+        if let Some(reserve) = self.shard(key).get_mut(key) {
+            reserve.refilling = false;
+        }
+    }
+
+    /// Returns the hold time of `quota`'s tokens and the most tokens one
+    /// reserve of it may hold: at most a tenth of the burst, and at most
+    /// what the limit lets through in one hold time.
+    fn bounds(&self, quota: &Quota) -> (Duration, u32) {
+        let hold = self.hold.min(quota.period() / PERIOD_DIVISOR);
+        let interval = quota.emission_interval().as_nanos().max(1);
+        let emitted = hold.as_nanos() / interval;
+        let ceiling = u32::try_from(emitted)
+            .unwrap_or(u32::MAX)
+            .min(quota.burst().get() / BURST_DIVISOR);
+        (hold, ceiling)
+    }
+
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Reserve>> {
+        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Reserve {
+    fn first(now: Instant) -> Reserve {
+        Reserve {
+            tokens: 0,
+            granted: now,
+            size: 1,
+            refilling: true,
+            shared_remaining: 0,
+            reset_after: Duration::ZERO,
+        }
+    }
+
+    /// The decision a request spending a reserved token reports, `held`
+    /// after the grant.
+    fn decision(&self, quota: &Quota, held: Duration) -> Decision {
+        Decision {
+            allowed: true,
+            limit: quota.burst().get(),
+            remaining: self.shared_remaining.saturating_add(self.tokens),
+            reset_after: self.reset_after.saturating_sub(held),
+            retry_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(50);
+
+    fn quota(requests: u32, period: Duration) -> Quota {
+        Quota::new(NonZeroU32::new(requests).unwrap(), period).unwrap()
+    }
+
+    fn grant(tokens: u32) -> Grant {
+        Grant {
+            tokens,
+            remaining: 500,
+            reset_after: Duration::from_millis(10),
+        }
+    }
+
+    /// Takes for `key` at `now` and answers a refill as the store would,
+    /// granting every token asked for. Returns the tokens asked for, or 0
+    /// when a reserved token was spent.
+    fn request(reserves: &Reserves, quota: &Quota, now: Instant) -> u32 {
+        match reserves.take("k", quota, now) {
+            Take::Spent(decision) => {
+                assert!(decision.allowed);
+                0
+            }
+            Take::Ask { tokens, refill } => {
+                if refill {
+                    reserves.granted("k", grant(tokens), now);
+                }
+                tokens
+            }
+        }
+    }
+
+    #[test]
+    fn small_limits_are_decided_by_the_store() {
+        let reserves = Reserves::new(HOLD, 100);
+        let now = Instant::now();
+        // A burst of 10 allows no reserve of more than one token.
+        let ten_a_second = quota(10, Duration::from_secs(1));
+        // 1,000 a minute emits less than one token per hold time.
+        let slow = quota(1_000, Duration::from_secs(60));
+        for quota in [ten_a_second, slow] {
+            for _ in 0..5 {
+                assert_eq!(reserves.take("k", &quota, now), EXACT);
+            }
+        }
+        let off = Reserves::new(Duration::ZERO, 100);
+        let fast = quota(1_000_000, Duration::from_secs(1));
+        assert_eq!(off.take("k", &fast, now), EXACT);
+    }
+
+    #[test]
+    fn reserve_grows_with_demand_up_to_its_ceiling() {
+        let reserves = Reserves::new(HOLD, 100);
+        let fast = quota(1_000, Duration::from_secs(1));
+        // Hold 50 ms; 1,000/s emits 50 tokens in it; a tenth of the burst is 100.
+        assert_eq!(reserves.bounds(&fast), (HOLD, 50));
+
+        let start = Instant::now();
+        let asked: Vec<u32> = (0..200)
+            .map(|i| request(&reserves, &fast, start + Duration::from_micros(i * 10)))
+            .filter(|&tokens| tokens > 0)
+            .collect();
+        assert_eq!(asked[..7], [1, 2, 4, 8, 16, 32, 50]);
+        assert!(asked[7..].iter().all(|&tokens| tokens == 50), "{asked:?}");
+        // Each request took one token; at most one reserve is left over.
+        let granted: u32 = asked.iter().sum();
+        assert!(
+            (200..200 + 50).contains(&granted),
+            "{granted} tokens granted"
+        );
+    }
+
+    #[test]
+    fn tokens_expire_after_the_hold() {
+        let reserves = Reserves::new(HOLD, 100);
+        let fast = quota(1_000, Duration::from_secs(1));
+        let start = Instant::now();
+        for _ in 0..3 {
+            request(&reserves, &fast, start);
+        }
+        assert_eq!(request(&reserves, &fast, start), 4);
+
+        // Three tokens are left, but the hold has passed: the store decides,
+        // and the reserve shrinks.
+        let later = start + HOLD;
+        assert_eq!(
+            reserves.take("k", &fast, later),
+            Take::Ask {
+                tokens: 2,
+                refill: true
+            }
+        );
+    }
+
+    #[test]
+    fn refusal_resets_the_reserve_to_one_token() {
+        let reserves = Reserves::new(HOLD, 100);
+        let fast = quota(1_000, Duration::from_secs(1));
+        let now = Instant::now();
+        request(&reserves, &fast, now);
+        assert_eq!(request(&reserves, &fast, now), 2);
+        request(&reserves, &fast, now);
+        let Take::Ask {
+            tokens: 4,
+            refill: true,
+        } = reserves.take("k", &fast, now)
+        else {
+            panic!("expected a refill of 4 tokens");
+        };
+        reserves.granted("k", grant(0), now);
+        assert_eq!(
+            reserves.take("k", &fast, now),
+            Take::Ask {
+                tokens: 2,
+                refill: true
+            }
+        );
+    }
+
+    #[test]
+    fn one_refill_at_a_time() {
+        let reserves = Reserves::new(HOLD, 100);
+        let fast = quota(1_000, Duration::from_secs(1));
+        let now = Instant::now();
+        assert_eq!(
+            reserves.take("k", &fast, now),
+            Take::Ask {
+                tokens: 1,
+                refill: true
+            }
+        );
+        // The first call is still on its way: the others ask for their own token.
+        assert_eq!(reserves.take("k", &fast, now), EXACT);
+        reserves.failed("k");
+        assert_eq!(
+            reserves.take("k", &fast, now),
+            Take::Ask {
+                tokens: 2,
+                refill: true
+            }
+        );
+    }
+
+    #[test]
+    fn spent_tokens_report_the_bucket_estimate() {
+        let reserves = Reserves::new(HOLD, 100);
+        let fast = quota(1_000, Duration::from_secs(1));
+        let now = Instant::now();
+        request(&reserves, &fast, now);
+        request(&reserves, &fast, now);
+        let Take::Spent(decision) = reserves.take("k", &fast, now + Duration::from_millis(4))
+        else {
+            panic!("expected a reserved token");
+        };
+        assert_eq!(decision.remaining, 500);
+        assert_eq!(decision.reset_after, Duration::from_millis(6));
+        assert_eq!(decision.limit, 1_000);
+    }
+
+    #[test]
+    fn full_table_decides_new_keys_in_the_store() {
+        let reserves = Reserves::new(HOLD, SHARD_COUNT);
+        let fast = quota(1_000, Duration::from_secs(1));
+        let now = Instant::now();
+        let refills = (0..200)
+            .filter(|i| {
+                let key = format!("key-{i}");
+                matches!(
+                    reserves.take(&key, &fast, now),
+                    Take::Ask { refill: true, .. }
+                )
+            })
+            .count();
+        assert!(refills <= SHARD_COUNT, "{refills} keys tracked");
+        // Once their hold has passed, old entries make room.
+        let later = now + HOLD;
+        for i in 0..200 {
+            reserves.failed(&format!("key-{i}"));
+        }
+        assert!(matches!(
+            reserves.take("new-key", &fast, later),
+            Take::Ask { refill: true, .. }
+        ));
+    }
+}
