@@ -226,9 +226,11 @@ impl Limiter {
         let store = self.shared.as_ref().expect("shared policies need a store");
         let now = jiff::Timestamp::now();
         let sent_at = Instant::now();
-        // Each policy sent to the store, with its key when the reply
-        // refills the key's reserve.
-        let mut sent: Vec<(&Arc<RateLimitPolicy>, Option<String>)> = Vec::new();
+        let mut sent = Vec::with_capacity(policies.len());
+        let mut refills = Refills {
+            reserves: &self.reserves,
+            keys: Vec::with_capacity(policies.len()),
+        };
         let mut calls = Vec::with_capacity(policies.len());
         for &policy in policies {
             let mut call = shared_call(store.key_prefix(), policy, inputs, now);
@@ -245,7 +247,8 @@ impl Limiter {
                     Take::Ask { tokens, refill: r } => (*requested, refill) = (tokens, r),
                 }
             }
-            sent.push((policy, refill.then(|| call.key().to_owned())));
+            sent.push(policy);
+            refills.keys.push(refill.then(|| call.key().to_owned()));
             calls.push(call);
         }
         if calls.is_empty() {
@@ -255,16 +258,13 @@ impl Limiter {
         let replies = match store.run(calls).await {
             Ok(replies) => replies,
             Err(unavailable) => {
-                let unsent: Vec<_> = sent.iter().map(|(policy, _)| *policy).collect();
-                for key in sent.iter().filter_map(|(_, key)| key.as_deref()) {
-                    self.reserves.failed(key);
-                }
-                self.fall_back(&unsent, inputs, on_failure, unavailable, outcome);
+                drop(refills);
+                self.fall_back(&sent, inputs, on_failure, unavailable, outcome);
                 return;
             }
         };
-        for ((policy, refill), reply) in sent.into_iter().zip(replies) {
-            if let Some(key) = refill {
+        for ((policy, reply), refill) in sent.into_iter().zip(replies).zip(&mut refills.keys) {
+            if let Some(key) = refill.take() {
                 self.reserves.granted(&key, grant_of(&reply), sent_at);
             }
             record_reply(policy, reply, now, outcome);
@@ -469,6 +469,23 @@ fn record_reply(
     }
 }
 
+/// The keys whose reserves wait for the store's reply, in call order.
+/// Dropped before the reply arrives (the call failed, or the client went
+/// away and its request was cancelled), it lets later requests refill
+/// them; otherwise a key would keep waiting for a refill that never comes.
+struct Refills<'a> {
+    reserves: &'a Reserves,
+    keys: Vec<Option<String>>,
+}
+
+impl Drop for Refills<'_> {
+    fn drop(&mut self) {
+        for key in self.keys.iter().flatten() {
+            self.reserves.failed(key);
+        }
+    }
+}
+
 /// Returns what a rate reply granted toward the reserve of its key.
 fn grant_of(reply: &Reply) -> Grant {
     match reply {
@@ -567,6 +584,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ratelimit::config::{CircuitConfig, RedisConfig, RedisEndpoints};
     use crate::ratelimit::gcra::Quota;
 
     #[test]
@@ -756,6 +774,61 @@ mod tests {
             verdict(&limiter, &[&daily]).0,
             Verdict::Admitted,
             "the earlier check's quota was given back"
+        );
+    }
+
+    /// A request cancelled while its refill call waits (its client went
+    /// away) must not leave the key waiting for that refill for good.
+    #[tokio::test]
+    async fn cancelled_refill_lets_the_next_request_refill() {
+        let store = StoreConfig::Redis(Arc::new(RedisConfig {
+            endpoints: RedisEndpoints::Single("redis://127.0.0.1:1".into()),
+            username: None,
+            password: None,
+            ca: None,
+            key_prefix: "test".into(),
+            timeout: Duration::from_secs(5),
+            connections: 1,
+            instances: 1,
+            reserve_for: Duration::from_millis(50),
+            circuit: CircuitConfig {
+                failures: 3,
+                open_for: Duration::from_secs(1),
+                max_open_for: Duration::from_secs(1),
+            },
+        }));
+        // Never connected: every call waits for a connection until the
+        // timeout.
+        let limiter = Limiter::new(100, &store, Arc::new(Metrics::new()));
+        let quota = Quota::new(NonZeroU32::new(1_000).unwrap(), Duration::from_secs(1)).unwrap();
+        let policy = Arc::new(RateLimitPolicy {
+            name: "fast".into(),
+            limit: Limit::Rate(quota),
+            key: vec![KeyPart::Ip],
+            shared: true,
+        });
+        let inputs = KeyInputs {
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            identity: None,
+            route_id: "r",
+            tenant: None,
+        };
+
+        let policies = [&policy];
+        let check = limiter.check(&policies, &inputs, StoreFailure::Local);
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), check).await;
+        assert!(
+            cancelled.is_err(),
+            "the check should still wait for the store"
+        );
+
+        let key = shared_call("test", &policy, &inputs, jiff::Timestamp::now())
+            .key()
+            .to_owned();
+        let next = limiter.reserves.take(&key, &quota, Instant::now());
+        assert!(
+            matches!(next, Take::Ask { refill: true, .. }),
+            "the next request should refill the key: {next:?}"
         );
     }
 

@@ -7,9 +7,9 @@
 //! the call that finds the reserve empty asks for twice as many tokens as
 //! the last one did, up to a ceiling. When a reserve's hold time ends with
 //! tokens left, the next call asks for half as many. After a refusal the
-//! key starts again from one token. The store never grants more tokens
-//! than the burst has spare, so near the limit a reserve holds few or
-//! none.
+//! key's reserve grows again from the start. The store never grants more
+//! tokens than the burst has spare, so near the limit a reserve holds few
+//! or none.
 //!
 //! What this does to the limit:
 //! - Every token spent here was first counted in the store, so a fleet
@@ -208,13 +208,22 @@ impl Reserve {
     }
 
     /// The decision a request spending a reserved token reports, `held`
-    /// after the grant.
+    /// after the grant: the bucket as the store reported it, refilled for
+    /// `held`, with this reserve's tokens still available. The request
+    /// itself keeps the bucket from being full for one interval.
     fn decision(&self, quota: &Quota, held: Duration) -> Decision {
+        let interval = quota.emission_interval();
+        let refilled = held.as_nanos() / interval.as_nanos().max(1);
+        let remaining = u32::try_from(refilled)
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.shared_remaining)
+            .saturating_add(self.tokens)
+            .min(quota.burst().get() - 1);
         Decision {
             allowed: true,
             limit: quota.burst().get(),
-            remaining: self.shared_remaining.saturating_add(self.tokens),
-            reset_after: self.reset_after.saturating_sub(held),
+            remaining,
+            reset_after: self.reset_after.saturating_sub(held).max(interval),
             retry_after: None,
         }
     }
@@ -321,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn refusal_resets_the_reserve_to_one_token() {
+    fn refusal_restarts_the_reserve_growth() {
         let reserves = Reserves::new(HOLD, 100);
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
@@ -374,15 +383,25 @@ mod tests {
         let reserves = Reserves::new(HOLD, 100);
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
-        request(&reserves, &fast, now);
-        request(&reserves, &fast, now);
-        let Take::Spent(decision) = reserves.take("k", &fast, now + Duration::from_millis(4))
-        else {
-            panic!("expected a reserved token");
+        let spend = |after: Duration| match reserves.take("k", &fast, now + after) {
+            Take::Spent(decision) => decision,
+            other => panic!("expected a reserved token, got {other:?}"),
         };
-        assert_eq!(decision.remaining, 500);
+        request(&reserves, &fast, now);
+        request(&reserves, &fast, now);
+
+        // 500 left at the grant, and 4 more refilled in 4 ms.
+        let decision = spend(Duration::from_millis(4));
+        assert_eq!(decision.remaining, 504);
         assert_eq!(decision.reset_after, Duration::from_millis(6));
         assert_eq!(decision.limit, 1_000);
+
+        // Past the store's reset time the bucket is full, but for the
+        // request itself, which takes one interval (1 ms) to refill.
+        assert_eq!(request(&reserves, &fast, now), 4);
+        let decision = spend(Duration::from_millis(20));
+        assert_eq!(decision.remaining, 500 + 20 + 2);
+        assert_eq!(decision.reset_after, Duration::from_millis(1));
     }
 
     #[test]
