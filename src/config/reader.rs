@@ -272,9 +272,10 @@ impl<'a> MapReader<'a> {
             Some(value) if value >= min && value <= max => Some(value),
             _ => {
                 let message = format!(
-                    "expected a duration from {} to {} such as 500ms, 30s or 5m, found {}",
+                    "expected a duration from {} to {}{}, found {}",
                     humantime::format_duration(min),
                     humantime::format_duration(max),
+                    duration_examples(min, max),
                     found(node)
                 );
                 self.problems.at(node, &self.child_path(key), message);
@@ -401,6 +402,21 @@ pub fn list_items<'a>(
             );
             None
         }
+    }
+}
+
+/// Returns " such as ..." with the example durations inside `min..=max`,
+/// or nothing when none is.
+fn duration_examples(min: Duration, max: Duration) -> String {
+    let examples: Vec<&str> = [("500ms", 500), ("30s", 30_000), ("5m", 300_000)]
+        .into_iter()
+        .filter(|(_, millis)| (min..=max).contains(&Duration::from_millis(*millis)))
+        .map(|(text, _)| text)
+        .collect();
+    match examples.as_slice() {
+        [] => String::new(),
+        [only] => format!(" such as {only}"),
+        [first @ .., last] => format!(" such as {} or {last}", first.join(", ")),
     }
 }
 

@@ -482,7 +482,7 @@ fn rate_limit_store_and_policy_problems_reported() {
         "limits.yaml:11:34: rate_limits.monthly.window: expected one of hour, day, month, found \"fortnight\"",
         "limits.yaml:11:56: rate_limits.monthly.time_zone: unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Berlin",
         "limits.yaml:12:24: rate_limits.slots.concurrent: expected an integer from 1 to 4294967295, found \"0\"",
-        "limits.yaml:12:34: rate_limits.slots.lease: expected a duration from 3s to 1day such as 500ms, 30s or 5m, found \"1s\"",
+        "limits.yaml:12:34: rate_limits.slots.lease: expected a duration from 3s to 1day such as 30s or 5m, found \"1s\"",
         "limits.yaml:13:12: rate_limits.nothing.requests: missing; expected one of requests (a rate), quota (a calendar window) or concurrent (requests in flight)",
         "limits.yaml:19:23: routes[0].on_store_failure: expected one of local, deny, found \"drop\"",
     ];
