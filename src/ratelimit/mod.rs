@@ -469,10 +469,10 @@ fn record_reply(
     }
 }
 
-/// The keys whose reserves wait for the store's reply, in call order.
-/// Dropped before the reply arrives (the call failed, or the client went
-/// away and its request was cancelled), it lets later requests refill
-/// them; otherwise a key would keep waiting for a refill that never comes.
+/// Keys whose reserves wait for the store's reply, in call order. When it
+/// is dropped before the reply arrives, because the call failed or the
+/// client went away, later requests may refill those keys. Without it a
+/// key would wait for good for a refill that never comes.
 struct Refills<'a> {
     reserves: &'a Reserves,
     keys: Vec<Option<String>>,

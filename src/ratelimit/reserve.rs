@@ -2,8 +2,8 @@
 //! the store ahead of need, so that its next requests for the same key
 //! are decided without a round trip.
 //!
-//! A key starts without a reserve: each request asks the store for its
-//! own token. When a key's requests come faster than one per hold time,
+//! A key starts without a reserve: each request requests its own token
+//! from the store. When a key's requests come faster than one per hold time,
 //! the call that finds the reserve empty asks for twice as many tokens as
 //! the last one did, up to a ceiling. When a reserve's hold time ends with
 //! tokens left, the next call asks for half as many. After a refusal the
@@ -43,7 +43,7 @@ const SHARD_COUNT: usize = 16;
 
 /// The reserves of every shared rate limit key this instance uses.
 pub struct Reserves {
-    /// Longest time a granted token may wait here; zero turns reserves off.
+    /// Maximum time a granted token may wait here; zero turns reserves off.
     hold: Duration,
     hasher: RandomState,
     shards: Box<[Mutex<HashMap<String, Reserve>>]>,
@@ -55,7 +55,7 @@ struct Reserve {
     tokens: u32,
     /// When the call that granted them was sent.
     granted: Instant,
-    /// Tokens the next call asks for.
+    /// Tokens the next call requests.
     size: u32,
     /// A call that will refill this reserve is on its way.
     refilling: bool,
@@ -65,7 +65,7 @@ struct Reserve {
     reset_after: Duration,
 }
 
-/// What [`Reserves::take`] decided for one request.
+/// Decision of [`Reserves::take`] for one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take {
     /// A reserved token admits the request.
@@ -76,7 +76,7 @@ pub enum Take {
     Ask { tokens: u32, refill: bool },
 }
 
-/// What the store granted a refill call.
+/// Tokens the store granted to a refill call.
 pub struct Grant {
     /// Tokens granted, the request's own included; zero when refused.
     pub tokens: u32,
@@ -102,8 +102,8 @@ impl Reserves {
         }
     }
 
-    /// Spends one reserved token of `key`, or says what to ask the store
-    /// for.
+    /// Spends one reserved token of `key`, or returns what to request from
+    /// the store.
     pub fn take(&self, key: &str, quota: &Quota, now: Instant) -> Take {
         let (hold, ceiling) = self.bounds(quota);
         if ceiling <= 1 {
@@ -207,8 +207,8 @@ impl Reserve {
         }
     }
 
-    /// The decision a request spending a reserved token reports, `held`
-    /// after the grant: the bucket as the store reported it, refilled for
+    /// Builds the decision of a request that spends a reserved token,
+    /// `held` after the grant: the bucket as the store reported it, refilled for
     /// `held`, with this reserve's tokens still available. The request
     /// itself keeps the bucket from being full for one interval.
     fn decision(&self, quota: &Quota, held: Duration) -> Decision {
@@ -241,6 +241,13 @@ mod tests {
         Quota::new(NonZeroU32::new(requests).unwrap(), period).unwrap()
     }
 
+    fn refill(tokens: u32) -> Take {
+        Take::Ask {
+            tokens,
+            refill: true,
+        }
+    }
+
     fn grant(tokens: u32) -> Grant {
         Grant {
             tokens,
@@ -249,9 +256,9 @@ mod tests {
         }
     }
 
-    /// Takes for `key` at `now` and answers a refill as the store would,
-    /// granting every token asked for. Returns the tokens asked for, or 0
-    /// when a reserved token was spent.
+    /// Takes a token for `key` at `now`, and grants a refill every token it
+    /// requests, as a store with room would. Returns the tokens requested,
+    /// or 0 when a reserved token was spent.
     fn request(reserves: &Reserves, quota: &Quota, now: Instant) -> u32 {
         match reserves.take("k", quota, now) {
             Take::Spent(decision) => {
@@ -320,13 +327,7 @@ mod tests {
         // Three tokens are left, but the hold has passed: the store decides,
         // and the reserve shrinks.
         let later = start + HOLD;
-        assert_eq!(
-            reserves.take("k", &fast, later),
-            Take::Ask {
-                tokens: 2,
-                refill: true
-            }
-        );
+        assert_eq!(reserves.take("k", &fast, later), refill(2));
     }
 
     #[test]
@@ -337,21 +338,9 @@ mod tests {
         request(&reserves, &fast, now);
         assert_eq!(request(&reserves, &fast, now), 2);
         request(&reserves, &fast, now);
-        let Take::Ask {
-            tokens: 4,
-            refill: true,
-        } = reserves.take("k", &fast, now)
-        else {
-            panic!("expected a refill of 4 tokens");
-        };
+        assert_eq!(reserves.take("k", &fast, now), refill(4));
         reserves.granted("k", grant(0), now);
-        assert_eq!(
-            reserves.take("k", &fast, now),
-            Take::Ask {
-                tokens: 2,
-                refill: true
-            }
-        );
+        assert_eq!(reserves.take("k", &fast, now), refill(2));
     }
 
     #[test]
@@ -359,23 +348,11 @@ mod tests {
         let reserves = Reserves::new(HOLD, 100);
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
-        assert_eq!(
-            reserves.take("k", &fast, now),
-            Take::Ask {
-                tokens: 1,
-                refill: true
-            }
-        );
+        assert_eq!(reserves.take("k", &fast, now), refill(1));
         // The first call is still on its way: the others ask for their own token.
         assert_eq!(reserves.take("k", &fast, now), EXACT);
         reserves.failed("k");
-        assert_eq!(
-            reserves.take("k", &fast, now),
-            Take::Ask {
-                tokens: 2,
-                refill: true
-            }
-        );
+        assert_eq!(reserves.take("k", &fast, now), refill(2));
     }
 
     #[test]
