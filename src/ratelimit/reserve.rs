@@ -2,7 +2,7 @@
 //! the store ahead of need, so that its next requests for the same key
 //! are decided without a round trip.
 //!
-//! A key starts without a reserve: each request requests its own token
+//! A key starts without a reserve: each request takes its own token
 //! from the store. When a key's requests come faster than one per hold time,
 //! the call that finds the reserve empty asks for twice as many tokens as
 //! the last one did, up to a ceiling. When a reserve's hold time ends with
