@@ -38,6 +38,14 @@ pub fn load_key_file(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Formats `count` and `noun`, in the plural unless `count` is 1.
+fn counted(count: usize, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        _ => format!("{count} {noun}s"),
+    }
+}
+
 pub fn check(path: &Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
@@ -46,11 +54,11 @@ pub fn check(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             println!(
-                "{}: ok ({} routes, {} upstreams, {} issuers)",
+                "{}: ok ({}, {}, {})",
                 path.display(),
-                config.routes.len(),
-                config.upstreams.len(),
-                config.authentication.issuers.len()
+                counted(config.routes.len(), "route"),
+                counted(config.upstreams.len(), "upstream"),
+                counted(config.authentication.issuers.len(), "issuer")
             );
             ExitCode::SUCCESS
         }

@@ -110,7 +110,7 @@ fn check_accepts_example_config() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.ends_with(": ok (4 routes, 1 upstreams, 1 issuers)\n"),
+        stdout.ends_with(": ok (4 routes, 1 upstream, 1 issuer)\n"),
         "{stdout}"
     );
 }
