@@ -226,30 +226,42 @@ impl Limiter {
         let store = self.shared.as_ref().expect("shared policies need a store");
         let now = jiff::Timestamp::now();
         let sent_at = Instant::now();
-        let mut sent = Vec::with_capacity(policies.len());
+        let mut sent = Vec::new();
         let mut refills = Refills {
             reserves: &self.reserves,
-            keys: Vec::with_capacity(policies.len()),
+            keys: Vec::new(),
         };
-        let mut calls = Vec::with_capacity(policies.len());
+        let mut calls = Vec::new();
         for &policy in policies {
-            let mut call = shared_call(store.key_prefix(), policy, inputs, now);
-            let mut refill = false;
-            if let (Call::Rate { key, requested, .. }, Limit::Rate(quota)) =
-                (&mut call, &policy.limit)
-            {
-                match self.reserves.take(key, quota, sent_at) {
+            let parts = key_parts(policy, inputs, None);
+            let mut requested = 1;
+            let mut refill = None;
+            if let Limit::Rate(quota) = &policy.limit {
+                // A spent reserve token needs no digest and no call, only
+                // the in-process hash of the key.
+                let reserve = self.memory.key_hash(&parts.as_refs());
+                match self.reserves.take(reserve, quota, sent_at) {
                     Take::Spent(decision) => {
                         self.metrics.store_reserved();
                         outcome.rate(policy, decision, None, None);
                         continue;
                     }
-                    Take::Ask { tokens, refill: r } => (*requested, refill) = (tokens, r),
+                    Take::Ask { tokens, refill: r } => {
+                        requested = tokens;
+                        refill = r.then_some(reserve);
+                    }
                 }
             }
+            let digest = digest_of(&parts);
             sent.push(policy);
-            refills.keys.push(refill.then(|| call.key().to_owned()));
-            calls.push(call);
+            refills.keys.push(refill);
+            calls.push(shared_call(
+                store.key_prefix(),
+                policy,
+                &digest,
+                requested,
+                now,
+            ));
         }
         if calls.is_empty() {
             return;
@@ -265,7 +277,7 @@ impl Limiter {
         };
         for ((policy, reply), refill) in sent.into_iter().zip(replies).zip(&mut refills.keys) {
             if let Some(key) = refill.take() {
-                self.reserves.granted(&key, grant_of(&reply), sent_at);
+                self.reserves.granted(key, grant_of(&reply), sent_at);
             }
             record_reply(policy, reply, now, outcome);
         }
@@ -393,13 +405,15 @@ fn divided(quota: &Quota, share: u32) -> Quota {
     Quota::with_burst(part(quota.requests()), quota.period(), part(quota.burst())).unwrap_or(*quota)
 }
 
+/// Builds the store call of `policy` for the key whose parts hash to
+/// `digest`, taking up to `requested` tokens of a rate.
 fn shared_call(
     prefix: &str,
     policy: &RateLimitPolicy,
-    inputs: &KeyInputs,
+    digest: &str,
+    requested: u32,
     now: jiff::Timestamp,
 ) -> Call {
-    let digest = shared_digest(policy, inputs);
     match &policy.limit {
         Limit::Rate(quota) => Call::Rate {
             key: format!("{prefix}:gcra:{{{digest}}}"),
@@ -407,7 +421,7 @@ fn shared_call(
             interval_us: quota.emission_interval().as_nanos().div_ceil(1000) as u64,
             burst: quota.burst().get(),
             cost: 1,
-            requested: 1,
+            requested,
         },
         Limit::Window(window) => {
             let span = window.span(now);
@@ -475,12 +489,12 @@ fn record_reply(
 /// key would wait for good for a refill that never comes.
 struct Refills<'a> {
     reserves: &'a Reserves,
-    keys: Vec<Option<String>>,
+    keys: Vec<Option<u64>>,
 }
 
 impl Drop for Refills<'_> {
     fn drop(&mut self) {
-        for key in self.keys.iter().flatten() {
+        for &key in self.keys.iter().flatten() {
             self.reserves.failed(key);
         }
     }
@@ -569,10 +583,15 @@ fn present(value: Option<&str>) -> Vec<u8> {
 /// length-prefixed parts, first 128 bits in hex. Identities, client IPs
 /// and tokens never reach the store in the clear.
 fn shared_digest(policy: &RateLimitPolicy, inputs: &KeyInputs) -> String {
+    digest_of(&key_parts(policy, inputs, None))
+}
+
+/// Returns the first 128 bits of a SHA-256 of the key parts, in hex.
+fn digest_of(parts: &KeyParts) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in key_parts(policy, inputs, None).0 {
+    for part in &parts.0 {
         context.update(&(part.len() as u64).to_be_bytes());
-        context.update(&part);
+        context.update(part);
     }
     hex::encode(&context.finish().as_ref()[..16])
 }
@@ -822,10 +841,10 @@ mod tests {
             "the check should still wait for the store"
         );
 
-        let key = shared_call("test", &policy, &inputs, jiff::Timestamp::now())
-            .key()
-            .to_owned();
-        let next = limiter.reserves.take(&key, &quota, Instant::now());
+        let key = limiter
+            .memory
+            .key_hash(&key_parts(&policy, &inputs, None).as_refs());
+        let next = limiter.reserves.take(key, &quota, Instant::now());
         assert!(
             matches!(next, Take::Ask { refill: true, .. }),
             "the next request should refill the key: {next:?}"

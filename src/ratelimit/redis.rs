@@ -50,15 +50,6 @@ pub enum Call {
     },
 }
 
-impl Call {
-    /// Returns the key the call counts under.
-    pub fn key(&self) -> &str {
-        match self {
-            Call::Rate { key, .. } | Call::Quota { key, .. } | Call::Acquire { key, .. } => key,
-        }
-    }
-}
-
 /// The store's reply to a [`Call`], in the same order.
 pub enum Reply {
     Rate {

@@ -25,9 +25,7 @@
 //! - While a request spends a reserved token, its `RateLimit` fields are
 //!   estimated from the store's last reply.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,12 +39,12 @@ const BURST_DIVISOR: u32 = 10;
 
 const SHARD_COUNT: usize = 16;
 
-/// The reserves of every shared rate limit key this instance uses.
+/// The reserves of every shared rate limit key this instance uses, by a
+/// hash of the key's parts.
 pub struct Reserves {
     /// Maximum time a granted token may wait here; zero turns reserves off.
     hold: Duration,
-    hasher: RandomState,
-    shards: Box<[Mutex<HashMap<String, Reserve>>]>,
+    shards: Box<[Mutex<HashMap<u64, Reserve>>]>,
     shard_capacity: usize,
 }
 
@@ -96,7 +94,6 @@ impl Reserves {
     pub fn new(hold: Duration, max_keys: usize) -> Self {
         Reserves {
             hold,
-            hasher: RandomState::new(),
             shards: (0..SHARD_COUNT).map(|_| Mutex::default()).collect(),
             shard_capacity: max_keys.div_ceil(SHARD_COUNT).max(1),
         }
@@ -104,21 +101,21 @@ impl Reserves {
 
     /// Spends one reserved token of `key`, or returns what to request from
     /// the store.
-    pub fn take(&self, key: &str, quota: &Quota, now: Instant) -> Take {
+    pub fn take(&self, key: u64, quota: &Quota, now: Instant) -> Take {
         let (hold, ceiling) = self.bounds(quota);
         if ceiling <= 1 {
             return EXACT;
         }
 
         let mut shard = self.shard(key);
-        let Some(reserve) = shard.get_mut(key) else {
+        let Some(reserve) = shard.get_mut(&key) else {
             if shard.len() >= self.shard_capacity {
                 shard.retain(|_, reserve| reserve.refilling || now < reserve.granted + hold);
                 if shard.len() >= self.shard_capacity {
                     return EXACT;
                 }
             }
-            shard.insert(key.to_owned(), Reserve::first(now));
+            shard.insert(key, Reserve::first(now));
             return Take::Ask {
                 tokens: 1,
                 refill: true,
@@ -152,9 +149,9 @@ impl Reserves {
 
     /// Stores the tokens a refill call brought beyond its request's own.
     /// `sent_at` is when the call was sent.
-    pub fn granted(&self, key: &str, grant: Grant, sent_at: Instant) {
+    pub fn granted(&self, key: u64, grant: Grant, sent_at: Instant) {
         let mut shard = self.shard(key);
-        let Some(reserve) = shard.get_mut(key) else {
+        let Some(reserve) = shard.get_mut(&key) else {
             return;
         };
         reserve.refilling = false;
@@ -168,8 +165,8 @@ impl Reserves {
     }
 
     /// Lets a later request refill the reserve after a call failed.
-    pub fn failed(&self, key: &str) {
-        if let Some(reserve) = self.shard(key).get_mut(key) {
+    pub fn failed(&self, key: u64) {
+        if let Some(reserve) = self.shard(key).get_mut(&key) {
             reserve.refilling = false;
         }
     }
@@ -187,8 +184,8 @@ impl Reserves {
         (hold, ceiling)
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Reserve>> {
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Reserve>> {
+        let index = (key % self.shards.len() as u64) as usize;
         self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -237,6 +234,8 @@ mod tests {
 
     const HOLD: Duration = Duration::from_millis(50);
 
+    const KEY: u64 = 7;
+
     fn quota(requests: u32, period: Duration) -> Quota {
         Quota::new(NonZeroU32::new(requests).unwrap(), period).unwrap()
     }
@@ -260,14 +259,14 @@ mod tests {
     /// requests, as a store with room would. Returns the tokens requested,
     /// or 0 when a reserved token was spent.
     fn request(reserves: &Reserves, quota: &Quota, now: Instant) -> u32 {
-        match reserves.take("k", quota, now) {
+        match reserves.take(KEY, quota, now) {
             Take::Spent(decision) => {
                 assert!(decision.allowed);
                 0
             }
             Take::Ask { tokens, refill } => {
                 if refill {
-                    reserves.granted("k", grant(tokens), now);
+                    reserves.granted(KEY, grant(tokens), now);
                 }
                 tokens
             }
@@ -284,12 +283,12 @@ mod tests {
         let slow = quota(1_000, Duration::from_secs(60));
         for quota in [ten_a_second, slow] {
             for _ in 0..5 {
-                assert_eq!(reserves.take("k", &quota, now), EXACT);
+                assert_eq!(reserves.take(KEY, &quota, now), EXACT);
             }
         }
         let off = Reserves::new(Duration::ZERO, 100);
         let fast = quota(1_000_000, Duration::from_secs(1));
-        assert_eq!(off.take("k", &fast, now), EXACT);
+        assert_eq!(off.take(KEY, &fast, now), EXACT);
     }
 
     #[test]
@@ -327,7 +326,7 @@ mod tests {
         // Three tokens are left, but the hold has passed: the store decides,
         // and the reserve shrinks.
         let later = start + HOLD;
-        assert_eq!(reserves.take("k", &fast, later), refill(2));
+        assert_eq!(reserves.take(KEY, &fast, later), refill(2));
     }
 
     #[test]
@@ -338,9 +337,9 @@ mod tests {
         request(&reserves, &fast, now);
         assert_eq!(request(&reserves, &fast, now), 2);
         request(&reserves, &fast, now);
-        assert_eq!(reserves.take("k", &fast, now), refill(4));
-        reserves.granted("k", grant(0), now);
-        assert_eq!(reserves.take("k", &fast, now), refill(2));
+        assert_eq!(reserves.take(KEY, &fast, now), refill(4));
+        reserves.granted(KEY, grant(0), now);
+        assert_eq!(reserves.take(KEY, &fast, now), refill(2));
     }
 
     #[test]
@@ -348,11 +347,11 @@ mod tests {
         let reserves = Reserves::new(HOLD, 100);
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
-        assert_eq!(reserves.take("k", &fast, now), refill(1));
+        assert_eq!(reserves.take(KEY, &fast, now), refill(1));
         // The first call is still on its way: the others ask for their own token.
-        assert_eq!(reserves.take("k", &fast, now), EXACT);
-        reserves.failed("k");
-        assert_eq!(reserves.take("k", &fast, now), refill(2));
+        assert_eq!(reserves.take(KEY, &fast, now), EXACT);
+        reserves.failed(KEY);
+        assert_eq!(reserves.take(KEY, &fast, now), refill(2));
     }
 
     #[test]
@@ -360,7 +359,7 @@ mod tests {
         let reserves = Reserves::new(HOLD, 100);
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
-        let spend = |after: Duration| match reserves.take("k", &fast, now + after) {
+        let spend = |after: Duration| match reserves.take(KEY, &fast, now + after) {
             Take::Spent(decision) => decision,
             other => panic!("expected a reserved token, got {other:?}"),
         };
@@ -387,10 +386,9 @@ mod tests {
         let fast = quota(1_000, Duration::from_secs(1));
         let now = Instant::now();
         let refills = (0..200)
-            .filter(|i| {
-                let key = format!("key-{i}");
+            .filter(|&key| {
                 matches!(
-                    reserves.take(&key, &fast, now),
+                    reserves.take(key, &fast, now),
                     Take::Ask { refill: true, .. }
                 )
             })
@@ -399,10 +397,10 @@ mod tests {
         // Once their hold has passed, old entries make room.
         let later = now + HOLD;
         for i in 0..200 {
-            reserves.failed(&format!("key-{i}"));
+            reserves.failed(i);
         }
         assert!(matches!(
-            reserves.take("new-key", &fast, later),
+            reserves.take(1_000, &fast, later),
             Take::Ask { refill: true, .. }
         ));
     }
