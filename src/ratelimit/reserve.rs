@@ -4,9 +4,9 @@
 //!
 //! A key starts without a reserve: each request takes its own token
 //! from the store. When a key's requests come faster than one per hold time,
-//! the call that finds the reserve empty asks for twice as many tokens as
+//! the call that finds the reserve empty requests twice as many tokens as
 //! the last one did, up to a ceiling. When a reserve's hold time ends with
-//! tokens left, the next call asks for half as many. After a refusal the
+//! tokens left, the next call requests half as many. After a refusal the
 //! key's reserve grows again from the start. The store never grants more
 //! tokens than the burst has spare, so near the limit a reserve holds few
 //! or none.
@@ -122,11 +122,11 @@ impl Reserves {
             };
         };
 
-        let held = now.saturating_duration_since(reserve.granted);
-        let fresh = held < hold;
+        let since_grant = now.saturating_duration_since(reserve.granted);
+        let fresh = since_grant < hold;
         if fresh && reserve.tokens > 0 {
             reserve.tokens -= 1;
-            return Take::Spent(reserve.decision(quota, held));
+            return Take::Spent(reserve.decision(quota, since_grant));
         }
         if reserve.refilling {
             return EXACT;
@@ -204,13 +204,13 @@ impl Reserve {
         }
     }
 
-    /// Builds the decision of a request that spends a reserved token,
-    /// `held` after the grant: the bucket as the store reported it, refilled for
-    /// `held`, with this reserve's tokens still available. The request
-    /// itself keeps the bucket from being full for one interval.
-    fn decision(&self, quota: &Quota, held: Duration) -> Decision {
+    /// Builds the decision of a request that spends a reserved token
+    /// `since_grant` after the grant. It reports the bucket as the store
+    /// did, refilled since, with this reserve's tokens still available. The
+    /// request itself keeps the bucket from being full for one interval.
+    fn decision(&self, quota: &Quota, since_grant: Duration) -> Decision {
         let interval = quota.emission_interval();
-        let refilled = held.as_nanos() / interval.as_nanos().max(1);
+        let refilled = since_grant.as_nanos() / interval.as_nanos().max(1);
         let remaining = u32::try_from(refilled)
             .unwrap_or(u32::MAX)
             .saturating_add(self.shared_remaining)
@@ -220,7 +220,7 @@ impl Reserve {
             allowed: true,
             limit: quota.burst().get(),
             remaining,
-            reset_after: self.reset_after.saturating_sub(held).max(interval),
+            reset_after: self.reset_after.saturating_sub(since_grant).max(interval),
             retry_after: None,
         }
     }
@@ -299,14 +299,17 @@ mod tests {
         assert_eq!(reserves.bounds(&fast), (HOLD, 50));
 
         let start = Instant::now();
-        let asked: Vec<u32> = (0..200)
+        let requested: Vec<u32> = (0..200)
             .map(|i| request(&reserves, &fast, start + Duration::from_micros(i * 10)))
             .filter(|&tokens| tokens > 0)
             .collect();
-        assert_eq!(asked[..7], [1, 2, 4, 8, 16, 32, 50]);
-        assert!(asked[7..].iter().all(|&tokens| tokens == 50), "{asked:?}");
+        assert_eq!(requested[..7], [1, 2, 4, 8, 16, 32, 50]);
+        assert!(
+            requested[7..].iter().all(|&tokens| tokens == 50),
+            "{requested:?}"
+        );
         // Each request took one token; at most one reserve is left over.
-        let granted: u32 = asked.iter().sum();
+        let granted: u32 = requested.iter().sum();
         assert!(
             (200..200 + 50).contains(&granted),
             "{granted} tokens granted"

@@ -1,6 +1,6 @@
 -- GCRA for one key on the Redis server's clock, in microseconds: the same
 -- steps as decide() in gcra.rs. An admitted request then takes up to
--- ARGV[4] tokens in all, from what the burst has spare; the calling
+-- ARGV[4] tokens in all, from what the burst has spare. The calling
 -- instance spends the extra ones itself (reserve.rs). Every value stays
 -- below 2^53, where Lua numbers are exact integers.
 --
